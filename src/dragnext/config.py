@@ -1,0 +1,100 @@
+"""Edit settings: one frozen dataclass shared by the API, the CLI, the UI and the benchmark, and a preset per backbone.
+
+The defaults are the paper's (DragNeXt, arXiv 2506.07611, Sec. 5 "Implementation details", for Stable
+Diffusion 1.5). They do not transfer to a small pixel-space model: the ``bundled`` preset records what we
+measured on the bundled model instead. Every setting can be overridden with ``dataclasses.replace`` or
+``EditConfig.override(**changes)``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class EditConfig:
+    # --- DDIM inversion and sampling
+    num_steps: int = 50  # DDIM steps of the full schedule (paper, as DragDiffusion)
+    strength: float = 0.75  # share of the schedule inverted: round(50 * 0.75) = 38 -> start at t = 38 (paper)
+    guidance_scale: float = 1.0  # no classifier-free guidance, which breaks DDIM inversion (DragDiffusion)
+
+    # --- Latent Region Optimisation solved by PBSI
+    pbsi_timesteps: int = 5  # timesteps optimised, T = 38 down to T' = 33 (paper)
+    iterations: int = 10  # K Adam steps per timestep (paper)
+    learning_rate: float = 2e-2  # Adam lr on the latent (paper)
+    lambda_editable: float = 0.1  # weight of the editable-mask term ||(z - z_ref)(1 - M)||_1 (as DragDiffusion)
+    hard_mask: bool = False  # zero the gradient outside the editable mask (ours; the paper relies on lambda alone)
+    progressive: bool = True  # intermediate states; False = eta is 1 from the first iteration (ablation)
+    # eta rises over *all* PBSI iterations (k / (K * timesteps)), reaching exactly 1 at the very last one: the
+    # latent carried to the next timestep already holds the partial move, so restarting eta at each timestep
+    # would pull the region back. "per_timestep" restarts it (the other reading of the paper).
+    eta_span: str = "all"
+    feature_blocks: tuple[str, ...] = ("up_blocks.1", "up_blocks.2")  # UNet blocks whose outputs form F (DragDiffusion)
+    feature_scale: float = 0.5  # F is resized to this fraction of the image size: half resolution (paper)
+
+    # --- Denoising with mutual self-attention (MasaCtrl)
+    mutual_attention: bool = True  # the edited branch reads keys/values of the reference branch (paper)
+    mutual_attention_start_layer: int = 10  # 1-based index of the first self-attention layer that does (paper)
+    mutual_attention_start_step: int = 0  # first denoising step that does, 0 = all (DragDiffusion)
+
+    # --- Identity-preserving LoRA (DragDiffusion's recipe, which the paper follows)
+    lora: bool = True
+    lora_rank: int = 16
+    lora_steps: int = 80
+    lora_learning_rate: float = 5e-4
+
+    # --- Output
+    paste_outside_editable: bool = True  # pixels outside the editable mask are copied from the input
+
+    def override(self, **changes) -> EditConfig:
+        unknown = set(changes) - {f.name for f in dataclasses.fields(self)}
+        if unknown:
+            raise ValueError(f"unknown EditConfig setting(s): {', '.join(sorted(unknown))}")
+        return dataclasses.replace(self, **changes)
+
+    def __post_init__(self) -> None:
+        checks = [
+            (self.num_steps >= 1, "num_steps must be at least 1"),
+            (0.0 < self.strength <= 1.0, "strength must be in (0, 1]"),
+            (self.pbsi_timesteps >= 0, "pbsi_timesteps must be >= 0"),
+            (self.pbsi_timesteps <= round(self.num_steps * self.strength), "pbsi_timesteps exceeds the inverted steps"),
+            (self.iterations >= 1, "iterations must be at least 1"),
+            (self.learning_rate > 0, "learning_rate must be positive"),
+            (self.eta_span in ("all", "per_timestep"), "eta_span must be 'all' or 'per_timestep'"),
+            (len(self.feature_blocks) > 0, "feature_blocks must name at least one block"),
+            (0 < self.feature_scale <= 1, "feature_scale must be in (0, 1]"),
+            (self.mutual_attention_start_layer >= 1, "mutual_attention_start_layer is 1-based"),
+            (self.lora_rank >= 1 and self.lora_steps >= 0, "lora_rank must be >= 1 and lora_steps >= 0"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(f"EditConfig: {message}")
+
+    @property
+    def inversion_steps(self) -> int:
+        return round(self.num_steps * self.strength)
+
+
+PAPER = EditConfig()
+
+# The bundled pixel-space model (see docs/bundled-model.md for the measurements behind each value).
+BUNDLED = EditConfig(
+    strength=0.5,  # shapes keep their edges; 0.75 re-draws too much of a 64 px scene
+    iterations=20,
+    learning_rate=0.1,
+    hard_mask=True,  # without it Adam nudges every pixel of a pixel-space latent
+    feature_blocks=("up_blocks.0", "up_blocks.1", "up_blocks.2", "up_blocks.3"),  # last blocks alone ~ noise
+    feature_scale=1.0,
+    mutual_attention_start_layer=3,  # the model has 7 self-attention layers; 3 = from the middle block on
+    lora=False,  # a model trained on these scenes reconstructs them without one
+)
+
+PRESETS: dict[str, EditConfig] = {"stable-diffusion": PAPER, "bundled": BUNDLED}
+
+
+def preset(backbone_name: str) -> EditConfig:
+    try:
+        return PRESETS[backbone_name]
+    except KeyError:
+        raise ValueError(f"no preset for backbone {backbone_name!r}; known: {', '.join(PRESETS)}") from None

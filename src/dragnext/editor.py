@@ -1,0 +1,253 @@
+"""The DragNeXt editing pipeline: invert -> PBSI -> denoise with mutual self-attention -> decode.
+
+``DragEditor(backbone)(request)`` edits one image. The method (Zhou et al., *DragNeXt*, arXiv 2506.07611):
+
+1. encode the image and (optionally, Stable Diffusion) fit an identity-preserving LoRA;
+2. DDIM-invert the latent for ``round(num_steps * strength)`` steps, keeping the whole trajectory;
+3. for the first ``pbsi_timesteps`` denoising timesteps, Latent Region Optimisation solved by Progressive
+   Backward Self-Intervention: every operation's region is moved a fraction eta of the way, and the UNet
+   features of the optimised latent inside the moved region are pulled (L1) towards the *detached* features
+   of the unedited latent warped by the same move, plus lambda * |z - z_ref| outside the editable mask.
+   Adam updates the latent; there is no point tracking. Then one DDIM step takes the latent on;
+4. denoise the rest of the way with mutual self-attention (the edited branch reads the reference branch's
+   keys and values);
+5. decode, resize back to the input size, and paste back the pixels outside the editable mask.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from PIL import Image
+
+from . import geometry
+from .attention import MutualAttentionSwitch, mutual_attention_processors
+from .config import EditConfig, preset
+from .instructions import DragRequest, Operation, validate_request
+from .models.base import Backbone
+
+logger = logging.getLogger(__name__)
+
+# progress(phase, done, total); phases: "lora", "inversion", "pbsi", "denoise"
+ProgressCallback = Callable[[str, int, int], None]
+
+
+@dataclass
+class PassCounts:
+    """UNet passes spent, per image in the batch: a batch of two is two passes."""
+
+    forward: int = 0  # full forwards (inversion, DDIM steps, LoRA)
+    truncated_forward: int = 0  # forwards stopped after the last feature block (PBSI)
+    backward: int = 0  # backward passes (PBSI, LoRA)
+
+
+@dataclass
+class EditResult:
+    image: np.ndarray  # H x W x 3 uint8, the input's size
+    config: EditConfig
+    timings: dict[str, float]  # wall seconds per phase
+    passes: PassCounts
+    loss_history: list[list[float]] = field(default_factory=list)  # per PBSI timestep, per iteration
+    working_size: tuple[int, int] = (0, 0)  # (height, width) the model ran at
+    editable_mask: np.ndarray | None = None  # the mask actually used (given, or derived from the regions)
+
+    @property
+    def seconds(self) -> float:
+        return sum(self.timings.values())
+
+
+class DragEditor:
+    """Edits images with one backbone; settings default to the backbone's preset."""
+
+    def __init__(self, backbone: Backbone, config: EditConfig | None = None):
+        self.backbone = backbone
+        self.config = config or preset(backbone.name)
+
+    def __call__(self, request: DragRequest, config: EditConfig | None = None, *, seed: int = 0,
+                 progress: ProgressCallback | None = None) -> EditResult:
+        # 1. check inputs
+        config = config or self.config
+        validate_request(request)
+        report = progress or (lambda phase, done, total: None)
+        timings: dict[str, float] = {}
+        passes = PassCounts()
+        backbone = self.backbone
+
+        with torch.random.fork_rng(devices=[]), _timed(timings, "encode"):
+            torch.manual_seed(seed)
+            work = _to_working_size(request, backbone.size_multiple)
+            editable = _editable_mask(work, config)
+            latent0 = backbone.encode_image(work.image)
+            conditioning = backbone.encode_prompt(request.prompt)
+
+        # 2. identity-preserving LoRA
+        with torch.random.fork_rng(devices=[]), _timed(timings, "lora"):
+            torch.manual_seed(seed)
+            if config.lora and backbone.supports_lora and config.lora_steps > 0:
+                spent = backbone.finetune_lora(work.image, request.prompt, config, report)
+                passes.forward += spent
+                passes.backward += spent
+            else:
+                backbone.disable_lora()
+
+        # 3. DDIM inversion
+        from diffusers import DDIMInverseScheduler, DDIMScheduler
+
+        scheduler = DDIMScheduler.from_config(backbone.scheduler_config)
+        scheduler.set_timesteps(config.num_steps, device=backbone.device)
+        inverse = DDIMInverseScheduler.from_config(backbone.scheduler_config)
+        inverse.set_timesteps(config.num_steps, device=backbone.device)
+        steps = config.inversion_steps
+        with _timed(timings, "inversion"), torch.no_grad():
+            trajectory = [latent0]
+            for i, t in enumerate(inverse.timesteps[:steps]):
+                output = backbone.predict(trajectory[-1], t, conditioning)
+                trajectory.append(inverse.step(output, t, trajectory[-1]).prev_sample)
+                passes.forward += 1
+                report("inversion", i + 1, steps)
+
+        # 4. PBSI on the first timesteps, then denoising with mutual self-attention
+        timesteps = scheduler.timesteps[config.num_steps - steps :]
+        reference = trajectory[-1]
+        edited = trajectory[-1].clone()
+        losses: list[list[float]] = []
+        switch = MutualAttentionSwitch(active=False)
+        processors = (
+            mutual_attention_processors(backbone.unet, config.mutual_attention_start_layer, switch)
+            if config.mutual_attention else {}
+        )
+        latent_mask = geometry.resize_mask(editable, tuple(latent0.shape[-2:])).to(backbone.device) > 0
+        latent_mask = latent_mask.to(latent0.dtype)[None, None]
+        pbsi_seconds = 0.0
+        with _timed(timings, "denoise"), backbone.attention_processors(processors):
+            for j, t in enumerate(timesteps):
+                if j < config.pbsi_timesteps:
+                    start = time.perf_counter()
+                    edited, history = self._optimise(
+                        edited, trajectory[steps - j], t, conditioning, work, latent_mask, config, j, passes
+                    )
+                    losses.append(history)
+                    pbsi_seconds += time.perf_counter() - start
+                    report("pbsi", j + 1, config.pbsi_timesteps)
+                with torch.no_grad():
+                    switch.active = config.mutual_attention and j >= config.mutual_attention_start_step
+                    if config.mutual_attention:
+                        output = backbone.predict(torch.cat([reference, edited]), t, conditioning)
+                        both = scheduler.step(output, t, torch.cat([reference, edited])).prev_sample
+                        reference, edited = both[:1], both[1:]
+                        passes.forward += 2
+                    else:
+                        output = backbone.predict(edited, t, conditioning)
+                        edited = scheduler.step(output, t, edited).prev_sample
+                        passes.forward += 1
+                report("denoise", j + 1, len(timesteps))
+        timings["denoise"] -= pbsi_seconds
+        timings["pbsi"] = pbsi_seconds
+
+        # 5. decode, back to the input size, paste the pixels that must not change
+        with _timed(timings, "decode"):
+            output_image = backbone.decode_latent(edited)
+            height, width = request.image.shape[:2]
+            if output_image.shape[:2] != (height, width):
+                output_image = np.asarray(Image.fromarray(output_image).resize((width, height), Image.LANCZOS))
+            full_mask = _editable_mask(request, config)
+            if config.paste_outside_editable:
+                output_image = np.where(full_mask[..., None], output_image, request.image)
+        return EditResult(
+            image=np.ascontiguousarray(output_image, dtype=np.uint8), config=config, timings=timings,
+            passes=passes, loss_history=losses, working_size=work.image.shape[:2], editable_mask=full_mask,
+        )
+
+    def _optimise(self, latent, reference_latent, t, conditioning, work: DragRequest, latent_mask, config,
+                  timestep_index: int, passes: PassCounts) -> tuple[torch.Tensor, list[float]]:
+        """Latent Region Optimisation at one timestep: K Adam steps of the LRO loss on the latent."""
+        backbone = self.backbone
+        image_size = work.image.shape[:2]
+        feature_size = (max(1, round(image_size[0] * config.feature_scale)),
+                        max(1, round(image_size[1] * config.feature_scale)))
+        blocks = config.feature_blocks
+        with torch.no_grad():
+            reference_features = backbone.features(reference_latent, t, conditioning, blocks, feature_size)
+        passes.truncated_forward += 1
+        total = config.pbsi_timesteps * config.iterations if config.eta_span == "all" else config.iterations
+        schedule = geometry.eta_schedule(total, progressive=config.progressive)
+        offset = timestep_index * config.iterations if config.eta_span == "all" else 0
+
+        z = latent.detach().clone().requires_grad_(True)
+        optimizer = torch.optim.Adam([z], lr=config.learning_rate)
+        outside = 1.0 - latent_mask
+        history = []
+        for k in range(config.iterations):
+            eta = schedule[offset + k]
+            features = backbone.features(z, t, conditioning, blocks, feature_size)
+            loss = features.new_zeros(())
+            for op in work.operations:
+                moved, grid = _motion(op, eta, image_size, feature_size, features.device)
+                target = geometry.warp(reference_features, grid)
+                area = moved.sum().clamp(min=1.0) * features.shape[1]
+                loss = loss + ((features - target).abs() * moved).sum() / area
+            if config.lambda_editable > 0 and outside.sum() > 0:
+                loss = loss + config.lambda_editable * ((z - reference_latent).abs() * outside).sum() / (
+                    outside.sum() * z.shape[1])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if config.hard_mask:
+                z.grad.mul_(latent_mask)
+            optimizer.step()
+            passes.truncated_forward += 1
+            passes.backward += 1
+            history.append(float(loss.detach()))
+        return z.detach(), history
+
+
+def _motion(op: Operation, eta: float, image_size, feature_size, device):
+    moved, grid = geometry.region_motion(op.region, op.type, op.handle, op.target, op.center, eta, image_size,
+                                         feature_size)
+    return moved.to(device)[None, None], grid.to(device)
+
+
+@contextlib.contextmanager
+def _timed(timings: dict[str, float], phase: str):
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        timings[phase] = timings.get(phase, 0.0) + time.perf_counter() - start
+
+
+def _editable_mask(request: DragRequest, config: EditConfig) -> np.ndarray:
+    """The mask of pixels that may change: the request's, or everything."""
+    if request.editable_mask is not None:
+        return request.editable_mask.astype(bool)
+    return np.ones(request.image.shape[:2], dtype=bool)
+
+
+def _to_working_size(request: DragRequest, multiple: int) -> DragRequest:
+    """The request resized so both sides are multiples of ``multiple`` (points follow the pixel centres)."""
+    height, width = request.image.shape[:2]
+    new_h, new_w = (max(multiple, round(side / multiple) * multiple) for side in (height, width))
+    if (new_h, new_w) == (height, width):
+        return request
+    sx, sy = new_w / width, new_h / height
+
+    def point(p):
+        return None if p is None else ((p[0] + 0.5) * sx - 0.5, (p[1] + 0.5) * sy - 0.5)
+
+    def mask(m):
+        return None if m is None else np.asarray(Image.fromarray(m.astype(np.uint8) * 255).resize(
+            (new_w, new_h), Image.NEAREST)) > 127
+
+    image = np.asarray(Image.fromarray(request.image).resize((new_w, new_h), Image.LANCZOS))
+    operations = tuple(
+        Operation(type=op.type, region=mask(op.region), handle=point(op.handle), target=point(op.target),
+                  center=point(op.center), polygon=op.polygon)
+        for op in request.operations
+    )
+    return DragRequest(image=image, operations=operations, editable_mask=mask(request.editable_mask),
+                       prompt=request.prompt, source=request.source)

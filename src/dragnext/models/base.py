@@ -1,0 +1,145 @@
+"""The interface every backbone offers the editor, and the machinery they share (feature hooks, devices).
+
+A backbone wraps one diffusion model: it turns images into latents and back, encodes a prompt, predicts
+noise, and reads UNet features. The editor never touches a diffusers model class directly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+
+class ModelLoadError(RuntimeError):
+    """A model could not be found or loaded; the message is one line that says what to do."""
+
+
+class _StopForward(Exception):  # noqa: N818 - a control-flow signal, not an error
+    """Raised from a hook to end a UNet forward once the last wanted feature has been computed."""
+
+
+def image_to_tensor(image: np.ndarray) -> torch.Tensor:
+    """H x W x 3 uint8 RGB -> [1, 3, H, W] float32 in [-1, 1]."""
+    return torch.from_numpy(np.array(image, dtype=np.uint8, copy=True)).permute(2, 0, 1)[None].float() / 127.5 - 1.0
+
+
+def tensor_to_image(pixels: torch.Tensor) -> np.ndarray:
+    """[1, 3, H, W] in [-1, 1] -> H x W x 3 uint8 RGB (clamped, rounded)."""
+    return ((pixels.detach().float().clamp(-1, 1) + 1) * 127.5).round().byte()[0].permute(1, 2, 0).cpu().numpy()
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
+
+
+def default_dtype(device: torch.device) -> torch.dtype:
+    """fp16 on CUDA (as every SD drag method runs), fp32 elsewhere: CPU fp16 is slow and imprecise."""
+    return torch.float16 if device.type == "cuda" else torch.float32
+
+
+class Backbone(ABC):
+    """One diffusion model seen through the operations the drag editor needs."""
+
+    name: str  # preset key: "stable-diffusion" or "bundled"
+    unet: torch.nn.Module
+    scheduler_config: dict
+    device: torch.device
+    dtype: torch.dtype
+    size_multiple: int  # image sides must be multiples of this (UNet down-sampling x VAE factor)
+    supports_lora: bool = False
+    autocast_bf16: bool = False  # bf16 autocast of the UNet on CPU (about 4x faster for SD 1.5 here)
+
+    # ---------------------------------------------------------------- images and latents
+    @abstractmethod
+    def encode_image(self, image: np.ndarray) -> torch.Tensor:
+        """H x W x 3 uint8 RGB -> latent [1, C, h, w] (float32, on the model's device)."""
+
+    @abstractmethod
+    def decode_latent(self, latent: torch.Tensor) -> np.ndarray:
+        """Latent [1, C, h, w] -> H x W x 3 uint8 RGB."""
+
+    @abstractmethod
+    def encode_prompt(self, prompt: str) -> Any:
+        """Conditioning for ``predict`` (None for an unconditional model)."""
+
+    # ---------------------------------------------------------------- UNet
+    @abstractmethod
+    def _unet_call(self, latent: torch.Tensor, timestep: torch.Tensor, conditioning: Any) -> torch.Tensor:
+        """Run the UNet on a batch and return its raw output."""
+
+    def _autocast(self):
+        if self.autocast_bf16 and self.device.type == "cpu":
+            return torch.autocast("cpu", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def predict(self, latent: torch.Tensor, timestep, conditioning: Any) -> torch.Tensor:
+        """The UNet's output (in the scheduler's prediction type) for a batch of latents, as float32."""
+        timestep = torch.as_tensor(timestep, device=self.device)
+        with self._autocast():
+            out = self._unet_call(latent.to(self.dtype), timestep, conditioning)
+        return out.float()
+
+    def features(
+        self,
+        latent: torch.Tensor,
+        timestep,
+        conditioning: Any,
+        blocks: Sequence[str],
+        size: tuple[int, int],
+    ) -> torch.Tensor:
+        """Outputs of the named UNet blocks, resized to ``size`` (bilinear) and concatenated on channels.
+
+        Forward hooks on the named modules collect the outputs; the forward is stopped once the last of them
+        (in module order) has run, so the rest of the UNet is not computed. Hooks are always removed.
+        """
+        modules = dict(self.unet.named_modules())
+        missing = [b for b in blocks if b not in modules]
+        if missing:
+            raise ValueError(f"feature_blocks: no UNet module named {missing[0]!r}; e.g. 'up_blocks.1'")
+        order = {name: i for i, name in enumerate(modules)}
+        last = max(blocks, key=order.__getitem__)
+        collected: dict[str, torch.Tensor] = {}
+
+        def hook_for(name: str):
+            def hook(_module, _inputs, output):
+                collected[name] = output[0] if isinstance(output, tuple) else output
+                if name == last:
+                    raise _StopForward
+
+            return hook
+
+        handles = [modules[name].register_forward_hook(hook_for(name)) for name in blocks]
+        try:
+            with self._autocast():
+                self._unet_call(latent.to(self.dtype), torch.as_tensor(timestep, device=self.device), conditioning)
+        except _StopForward:
+            pass
+        finally:
+            for handle in handles:
+                handle.remove()
+        maps = [F.interpolate(collected[b].float(), size=size, mode="bilinear", align_corners=False) for b in blocks]
+        return torch.cat(maps, dim=1)
+
+    @contextlib.contextmanager
+    def attention_processors(self, processors: dict) -> Iterator[None]:
+        """Install attention processors for the duration of the block, restoring the previous ones after."""
+        previous = dict(self.unet.attn_processors)
+        self.unet.set_attn_processor({**previous, **processors})
+        try:
+            yield
+        finally:
+            self.unet.set_attn_processor(previous)
+
+    # ---------------------------------------------------------------- optional: identity-preserving LoRA
+    def finetune_lora(self, image: np.ndarray, prompt: str, config, progress=None) -> int:
+        """Fit a LoRA to the image; returns the number of UNet forward+backward passes spent (0 if cached)."""
+        raise NotImplementedError(f"{self.name} does not support LoRA fine-tuning")
+
+    def disable_lora(self) -> None:  # noqa: B027 - optional hook, a no-op for backbones without LoRA
+        """Run without any LoRA (no-op when none is loaded)."""
