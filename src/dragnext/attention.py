@@ -7,6 +7,8 @@ while its layout follows the optimised latent. Cross-attention and the reference
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
@@ -66,20 +68,38 @@ class MutualSelfAttentionProcessor:
         return out / attn.rescale_output_factor
 
 
+def attention_modules(unet: torch.nn.Module) -> dict[str, Attention]:
+    """Every diffusers ``Attention`` module by name (works for models without ``attn_processors``, e.g. UNet2DModel)."""
+    return {name: module for name, module in unet.named_modules() if isinstance(module, Attention)}
+
+
 def self_attention_layers(unet: torch.nn.Module) -> list[str]:
-    """Processor names of the UNet's self-attention layers in execution order: down, mid, up."""
-    names = []
-    for name in unet.attn_processors:
-        module = unet.get_submodule(name.removesuffix(".processor"))
-        if not getattr(module, "is_cross_attention", False):
-            names.append(name)
+    """Names of the UNet's self-attention modules in execution order: down, mid, up."""
+    names = [name for name, module in attention_modules(unet).items() if not module.is_cross_attention]
     stage = {"down_blocks": 0, "mid_block": 1, "up_blocks": 2}
     return sorted(names, key=lambda n: (stage.get(n.split(".")[0], 3), names.index(n)))
 
 
 def mutual_attention_processors(unet: torch.nn.Module, start_layer: int,
                                 switch: MutualAttentionSwitch) -> dict[str, MutualSelfAttentionProcessor]:
-    """Processors for the self-attention layers from the ``start_layer``-th (1-based) on."""
+    """Processors, by attention-module name, for the self-attention layers from the ``start_layer``-th (1-based) on."""
     layers = self_attention_layers(unet)
     processor = MutualSelfAttentionProcessor(switch)
     return {name: processor for name in layers[start_layer - 1 :]}
+
+
+@contextlib.contextmanager
+def installed_processors(unet: torch.nn.Module, processors: dict) -> Iterator[None]:
+    """Set the given processors (by attention-module name) for the block; the previous ones are always restored."""
+    modules = attention_modules(unet)
+    unknown = set(processors) - set(modules)
+    if unknown:
+        raise ValueError(f"no attention module named {sorted(unknown)[0]!r}")
+    previous = {name: modules[name].get_processor() for name in processors}
+    try:
+        for name, processor in processors.items():
+            modules[name].set_processor(processor)
+        yield
+    finally:
+        for name, processor in previous.items():
+            modules[name].set_processor(processor)

@@ -1,4 +1,4 @@
-"""The ``dragnext`` command: ``edit``, ``demo``, ``train-bundled``.
+"""The ``dragnext`` command: ``edit``, ``demo``, ``convert``, ``train-bundled``.
 
 The CLI decides what a user sees: one-line errors (exit status 2 for bad input, 1 for a model that cannot
 be loaded or an edit that fails), tqdm bars per phase, and outputs written atomically.
@@ -9,13 +9,10 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
-import os
 import sys
-import tempfile
 from pathlib import Path
 
-import numpy as np
-
+from .files import write_png_atomic
 from .instructions import InstructionError, load_instructions
 
 EXIT_BAD_INPUT = 2
@@ -26,22 +23,6 @@ class CliError(Exception):
     def __init__(self, message: str, status: int = EXIT_FAILURE):
         super().__init__(message)
         self.status = status
-
-
-def write_png_atomic(path: Path, image: np.ndarray) -> Path:
-    """Write a PNG so that the destination either holds the complete picture or is untouched."""
-    from PIL import Image
-
-    path = Path(path)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-    os.close(handle)
-    try:
-        Image.fromarray(np.asarray(image, dtype=np.uint8)).save(temporary, format="PNG")
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return path
 
 
 class PhaseBars:
@@ -57,7 +38,9 @@ class PhaseBars:
         from tqdm import tqdm
 
         bar = self.bars.get(phase)
-        if bar is None:
+        if bar is None or done <= bar.n:  # a new edit starts the phase again
+            if bar is not None:
+                bar.close()
             bar = self.bars[phase] = tqdm(total=total, desc=f"{phase:>9}", unit="step", leave=True, file=sys.stderr)
         bar.update(done - bar.n)
         if done >= total:
@@ -102,8 +85,8 @@ def _parse_override(text: str):
     return key, value
 
 
-def _config_from_args(args, backbone_name: str):
-    from .config import preset
+def _config_from_args(args):
+    from .config import ConfigError, preset, preset_name_for_model
 
     changes = dict(_parse_override(item) for item in args.set or [])
     for flag, key in (("steps", "num_steps"), ("strength", "strength"), ("pbsi_timesteps", "pbsi_timesteps"),
@@ -114,13 +97,16 @@ def _config_from_args(args, backbone_name: str):
     if args.no_lora:
         changes["lora"] = False
     try:
-        return preset(backbone_name).override(**changes)
-    except ValueError as error:
+        return preset(preset_name_for_model(args.model)).override(**changes)
+    except ConfigError as error:
         raise CliError(str(error), EXIT_BAD_INPUT) from None
 
 
 def _load_model(name: str, device: str | None, bf16: bool):
     import torch
+
+    if not logging.getLogger().isEnabledFor(logging.INFO):
+        _quiet_libraries()
 
     from .models import ModelLoadError, load_backbone
 
@@ -144,18 +130,20 @@ def command_edit(args) -> int:
         raise CliError(str(error), EXIT_BAD_INPUT) from None
     output = _output_path(args.output, "-o/--output")
     preview = _output_path(args.preview, "--preview") if args.preview else None
-    if args.set:
-        for item in args.set:
-            _parse_override(item)
+    if preview is not None and preview.resolve() == output.resolve():
+        raise CliError("--preview: must differ from the output path", EXIT_BAD_INPUT)
+    config = _config_from_args(args)
 
+    from .config import ConfigError
     from .editor import DragEditor
     from .visualize import draw_instructions, side_by_side
 
     backbone = _load_model(args.model, args.device, args.bf16)
-    config = _config_from_args(args, backbone.name)
     bars = PhaseBars(enabled=not args.quiet)
     try:
         result = DragEditor(backbone, config)(request, seed=args.seed, progress=bars)
+    except ConfigError as error:
+        raise CliError(str(error), EXIT_BAD_INPUT) from None
     finally:
         bars.close()
     write_png_atomic(output, result.image)
@@ -176,6 +164,7 @@ def command_edit(args) -> int:
 def command_demo(args) -> int:
     from .demo import run_demo
 
+    Path(args.output).expanduser().parent.mkdir(parents=True, exist_ok=True)
     output = _output_path(args.output, "-o/--output")
     backbone = _load_model(args.model, args.device, args.bf16)
     report = run_demo(backbone, output, progress=None if args.quiet else PhaseBars())
@@ -228,6 +217,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_flags(demo, "bundled")
     demo.set_defaults(run=command_demo)
 
+    from .bench.convert import add_convert_parser
+
+    add_convert_parser(commands)
+
     train = commands.add_parser("train-bundled", help="train the bundled pixel-space model")
     train.add_argument("out_dir")
     train.add_argument("--minutes", type=float, default=110.0)
@@ -239,8 +232,6 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
-    if not args.verbose:
-        _quiet_libraries()
     try:
         return args.run(args)
     except CliError as error:
@@ -252,9 +243,13 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _quiet_libraries() -> None:
-    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    """Loading bars and warnings of diffusers/transformers are noise to a CLI user (``-v`` shows them)."""
+    import diffusers
+    import transformers
+
+    for library in (diffusers, transformers):
+        library.utils.logging.set_verbosity_error()
+        library.utils.logging.disable_progress_bar()
 
 
 if __name__ == "__main__":

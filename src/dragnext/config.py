@@ -9,7 +9,13 @@ measured on the bundled model instead. Every setting can be overridden with ``da
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import dataclass
+from pathlib import Path
+
+
+class ConfigError(ValueError):
+    """A setting that cannot work (with this model); the message is one line naming the setting."""
 
 
 @dataclass(frozen=True)
@@ -44,13 +50,18 @@ class EditConfig:
     lora_steps: int = 80
     lora_learning_rate: float = 5e-4
 
+    # --- Editable area when the request gives none
+    # None: everything may change (paper). N: the regions swept by the moves (eta = 0, 1/4, ..., 1), grown by
+    # N pixels (ours): keeps PBSI and the paste-back local when a user paints no editable mask.
+    auto_editable_radius: int | None = None
+
     # --- Output
     paste_outside_editable: bool = True  # pixels outside the editable mask are copied from the input
 
     def override(self, **changes) -> EditConfig:
         unknown = set(changes) - {f.name for f in dataclasses.fields(self)}
         if unknown:
-            raise ValueError(f"unknown EditConfig setting(s): {', '.join(sorted(unknown))}")
+            raise ConfigError(f"unknown EditConfig setting(s): {', '.join(sorted(unknown))}")
         return dataclasses.replace(self, **changes)
 
     def __post_init__(self) -> None:
@@ -66,10 +77,11 @@ class EditConfig:
             (0 < self.feature_scale <= 1, "feature_scale must be in (0, 1]"),
             (self.mutual_attention_start_layer >= 1, "mutual_attention_start_layer is 1-based"),
             (self.lora_rank >= 1 and self.lora_steps >= 0, "lora_rank must be >= 1 and lora_steps >= 0"),
+            (self.auto_editable_radius is None or self.auto_editable_radius >= 0, "auto_editable_radius must be >= 0"),
         ]
         for ok, message in checks:
             if not ok:
-                raise ValueError(f"EditConfig: {message}")
+                raise ConfigError(f"EditConfig: {message}")
 
     @property
     def inversion_steps(self) -> int:
@@ -88,6 +100,7 @@ BUNDLED = EditConfig(
     feature_scale=1.0,
     mutual_attention_start_layer=3,  # the model has 7 self-attention layers; 3 = from the middle block on
     lora=False,  # a model trained on these scenes reconstructs them without one
+    auto_editable_radius=3,  # scenes come without an editable mask; 3 px covers the anti-aliased edges
 )
 
 PRESETS: dict[str, EditConfig] = {"stable-diffusion": PAPER, "bundled": BUNDLED}
@@ -97,4 +110,17 @@ def preset(backbone_name: str) -> EditConfig:
     try:
         return PRESETS[backbone_name]
     except KeyError:
-        raise ValueError(f"no preset for backbone {backbone_name!r}; known: {', '.join(PRESETS)}") from None
+        raise ConfigError(f"no preset for backbone {backbone_name!r}; known: {', '.join(PRESETS)}") from None
+
+
+def preset_name_for_model(model: str) -> str:
+    """The preset a ``--model`` value will use, decided without loading anything (so settings fail fast)."""
+    if model == "bundled":
+        return "bundled"
+    config = Path(model).expanduser() / "unet" / "config.json"
+    try:
+        if json.loads(config.read_text()).get("_class_name") == "UNet2DModel":
+            return "bundled"
+    except (OSError, ValueError):
+        pass
+    return "stable-diffusion"

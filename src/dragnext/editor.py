@@ -24,11 +24,17 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image
 
 from . import geometry
-from .attention import MutualAttentionSwitch, mutual_attention_processors
-from .config import EditConfig, preset
+from .attention import (
+    MutualAttentionSwitch,
+    installed_processors,
+    mutual_attention_processors,
+    self_attention_layers,
+)
+from .config import ConfigError, EditConfig, preset
 from .instructions import DragRequest, Operation, validate_request
 from .models.base import Backbone
 
@@ -74,6 +80,7 @@ class DragEditor:
         # 1. check inputs
         config = config or self.config
         validate_request(request)
+        _check_config(self.backbone, config)
         report = progress or (lambda phase, done, total: None)
         timings: dict[str, float] = {}
         passes = PassCounts()
@@ -125,7 +132,7 @@ class DragEditor:
         latent_mask = geometry.resize_mask(editable, tuple(latent0.shape[-2:])).to(backbone.device) > 0
         latent_mask = latent_mask.to(latent0.dtype)[None, None]
         pbsi_seconds = 0.0
-        with _timed(timings, "denoise"), backbone.attention_processors(processors):
+        with _timed(timings, "denoise"), installed_processors(backbone.unet, processors):
             for j, t in enumerate(timesteps):
                 if j < config.pbsi_timesteps:
                     start = time.perf_counter()
@@ -206,6 +213,19 @@ class DragEditor:
         return z.detach(), history
 
 
+def _check_config(backbone: Backbone, config: EditConfig) -> None:
+    """Settings that depend on the model, checked before any work is done."""
+    modules = dict(backbone.unet.named_modules())
+    for block in config.feature_blocks:
+        if block not in modules:
+            ups = ", ".join(n for n in modules if n.count(".") == 1 and n.startswith("up_blocks."))
+            raise ConfigError(f"feature_blocks: the UNet has no block {block!r}; it has {ups}")
+    layers = len(self_attention_layers(backbone.unet))
+    if config.mutual_attention and config.mutual_attention_start_layer > layers:
+        raise ConfigError(f"mutual_attention_start_layer: {config.mutual_attention_start_layer} is past the "
+                          f"UNet's {layers} self-attention layers")
+
+
 def _motion(op: Operation, eta: float, image_size, feature_size, device):
     moved, grid = geometry.region_motion(op.region, op.type, op.handle, op.target, op.center, eta, image_size,
                                          feature_size)
@@ -222,10 +242,20 @@ def _timed(timings: dict[str, float], phase: str):
 
 
 def _editable_mask(request: DragRequest, config: EditConfig) -> np.ndarray:
-    """The mask of pixels that may change: the request's, or everything."""
+    """The mask of pixels that may change: the request's; else the swept regions grown by a radius; else all."""
     if request.editable_mask is not None:
         return request.editable_mask.astype(bool)
-    return np.ones(request.image.shape[:2], dtype=bool)
+    if config.auto_editable_radius is None:
+        return np.ones(request.image.shape[:2], dtype=bool)
+    swept = torch.zeros(request.image.shape[:2], dtype=torch.bool)
+    for op in request.operations:
+        swept |= torch.from_numpy(op.region)
+        for eta in (0.25, 0.5, 0.75, 1.0):
+            matrix = geometry.motion_matrix(op.type, op.handle, op.target, op.center, eta)
+            swept |= geometry.moved_mask(op.region, matrix, request.image.shape[:2]) > 0
+    radius = config.auto_editable_radius
+    grown = F.max_pool2d(swept[None, None].float(), 2 * radius + 1, stride=1, padding=radius)[0, 0] > 0
+    return grown.numpy()
 
 
 def _to_working_size(request: DragRequest, multiple: int) -> DragRequest:

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import contextlib
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from ..config import ConfigError
 
 
 class ModelLoadError(RuntimeError):
@@ -95,21 +97,20 @@ class Backbone(ABC):
     ) -> torch.Tensor:
         """Outputs of the named UNet blocks, resized to ``size`` (bilinear) and concatenated on channels.
 
-        Forward hooks on the named modules collect the outputs; the forward is stopped once the last of them
-        (in module order) has run, so the rest of the UNet is not computed. Hooks are always removed.
+        Forward hooks on the named modules collect the outputs; the forward is stopped as soon as all of them
+        have run, so the rest of the UNet is not computed. Hooks are always removed.
         """
         modules = dict(self.unet.named_modules())
         missing = [b for b in blocks if b not in modules]
         if missing:
-            raise ValueError(f"feature_blocks: no UNet module named {missing[0]!r}; e.g. 'up_blocks.1'")
-        order = {name: i for i, name in enumerate(modules)}
-        last = max(blocks, key=order.__getitem__)
+            raise ConfigError(f"feature_blocks: the UNet has no module named {missing[0]!r}; e.g. 'up_blocks.1'")
+        wanted = set(blocks)
         collected: dict[str, torch.Tensor] = {}
 
         def hook_for(name: str):
             def hook(_module, _inputs, output):
                 collected[name] = output[0] if isinstance(output, tuple) else output
-                if name == last:
+                if wanted <= collected.keys():
                     raise _StopForward
 
             return hook
@@ -125,16 +126,6 @@ class Backbone(ABC):
                 handle.remove()
         maps = [F.interpolate(collected[b].float(), size=size, mode="bilinear", align_corners=False) for b in blocks]
         return torch.cat(maps, dim=1)
-
-    @contextlib.contextmanager
-    def attention_processors(self, processors: dict) -> Iterator[None]:
-        """Install attention processors for the duration of the block, restoring the previous ones after."""
-        previous = dict(self.unet.attn_processors)
-        self.unet.set_attn_processor({**previous, **processors})
-        try:
-            yield
-        finally:
-            self.unet.set_attn_processor(previous)
 
     # ---------------------------------------------------------------- optional: identity-preserving LoRA
     def finetune_lora(self, image: np.ndarray, prompt: str, config, progress=None) -> int:

@@ -101,7 +101,7 @@ class StableDiffusionBackbone(Backbone):
         digest = hashlib.sha256()
         digest.update(np.ascontiguousarray(image).tobytes())
         digest.update(repr((image.shape, prompt, self.source, config.lora_rank, config.lora_steps,
-                            config.lora_learning_rate)).encode())
+                            config.lora_learning_rate, torch.initial_seed())).encode())
         return digest.hexdigest()[:32]
 
     def _ensure_adapter(self, rank: int) -> None:
@@ -119,7 +119,16 @@ class StableDiffusionBackbone(Backbone):
         from peft.utils import set_peft_model_state_dict
 
         set_peft_model_state_dict(self.unet, state, adapter_name=ADAPTER)
+        self._use_adapter()
+
+    def _use_adapter(self) -> None:
+        """Switch the LoRA on for inference: peft's enable_adapters also makes its weights trainable, which
+        would make every PBSI backward accumulate gradients into them."""
         self.unet.enable_adapters()
+        for name, param in self.unet.named_parameters():
+            if "lora_" in name:
+                param.requires_grad_(False)
+                param.grad = None
 
     def finetune_lora(self, image: np.ndarray, prompt: str, config, progress=None) -> int:
         """Fit a rank-``lora_rank`` LoRA to the image with the plain diffusion loss (DragDiffusion's recipe).
@@ -133,7 +142,7 @@ class StableDiffusionBackbone(Backbone):
         key = self._lora_cache_key(image, prompt, config)
         self._ensure_adapter(config.lora_rank)
         if key == self._lora_key:
-            self.unet.enable_adapters()
+            self._use_adapter()
             return 0
         disk = lora_cache_dir() / f"{key}.safetensors"
         state = self._lora_memory.get(key)
@@ -150,7 +159,8 @@ class StableDiffusionBackbone(Backbone):
         noise_scheduler = DDPMScheduler.from_config(self.scheduler_config)
         latent = self.encode_image(image)
         conditioning = self.encode_prompt(prompt)
-        generator = torch.Generator(device="cpu").manual_seed(0)
+        generator = torch.Generator(device="cpu").manual_seed(torch.initial_seed())  # the edit's seed
+        self.unet.enable_adapters()  # an edit with lora=False may have disabled it: train it, not the base UNet
         params = [p for n, p in self.unet.named_parameters() if "lora_" in n]
         for p in params:
             p.data = p.data.float()
@@ -174,8 +184,7 @@ class StableDiffusionBackbone(Backbone):
                     progress("lora", step + 1, config.lora_steps)
         finally:
             self.unet.eval()
-            for p in params:
-                p.requires_grad_(False)
+            self._use_adapter()
         state = {k: v.detach().clone() for k, v in get_peft_model_state_dict(self.unet, adapter_name=ADAPTER).items()}
         self._lora_memory[key], self._lora_key = state, key
         try:

@@ -1,0 +1,1 @@
+"""Benchmarks: converters from point-based datasets into instruction folders, runners, reports."""

@@ -1,0 +1,25 @@
+"""Writing outputs so that a failure never leaves a half-written file behind."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+
+def write_png_atomic(path: Path, image: np.ndarray) -> Path:
+    """Write a PNG so that the destination either holds the complete picture or is untouched."""
+    from PIL import Image
+
+    path = Path(path)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+    os.close(handle)
+    try:
+        Image.fromarray(np.asarray(image, dtype=np.uint8)).save(temporary, format="PNG")
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return path
