@@ -1,4 +1,4 @@
-"""The ``dragnext`` command: ``edit``, ``demo``, ``convert``, ``train-bundled``.
+"""The ``dragnext`` command: ``edit``, ``demo``, ``bench``, ``convert``, ``train-bundled``.
 
 The CLI decides what a user sees: one-line errors (exit status 2 for bad input, 1 for a model that cannot
 be loaded or an edit that fails), tqdm bars per phase, and outputs written atomically.
@@ -71,6 +71,10 @@ def _parse_override(text: str):
         known = ", ".join(fields)
         raise CliError(f"--set: expected KEY=VALUE with KEY one of: {known}; got '{text}'", EXIT_BAD_INPUT)
     default = getattr(EditConfig(), key)
+    if default is None:  # optional integer settings (auto_editable_radius)
+        default = 0
+        if raw.lower() == "none":
+            return key, None
     try:
         if isinstance(default, bool):
             if raw.lower() not in ("true", "false", "1", "0", "yes", "no"):
@@ -217,8 +221,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_flags(demo, "bundled")
     demo.set_defaults(run=command_demo)
 
+    from .bench.cli import add_bench_parser
     from .bench.convert import add_convert_parser
 
+    add_bench_parser(commands)
     add_convert_parser(commands)
 
     train = commands.add_parser("train-bundled", help="train the bundled pixel-space model")

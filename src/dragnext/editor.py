@@ -136,7 +136,7 @@ class DragEditor:
             for j, t in enumerate(timesteps):
                 if j < config.pbsi_timesteps:
                     start = time.perf_counter()
-                    edited, history = self._optimise(
+                    edited, history = self.edit_latent(
                         edited, trajectory[steps - j], t, conditioning, work, latent_mask, config, j, passes
                     )
                     losses.append(history)
@@ -170,6 +170,17 @@ class DragEditor:
             image=np.ascontiguousarray(output_image, dtype=np.uint8), config=config, timings=timings,
             passes=passes, loss_history=losses, working_size=work.image.shape[:2], editable_mask=full_mask,
         )
+
+    def edit_latent(self, latent, reference_latent, t, conditioning, work: DragRequest, latent_mask, config,
+                    timestep_index: int, passes: PassCounts) -> tuple[torch.Tensor, list[float]]:
+        """How the latent is edited at PBSI timestep ``timestep_index`` (one of the first ``pbsi_timesteps``).
+
+        The hook other methods override (``baselines.py``): given the edited latent at ``t``, the unedited one
+        (``reference_latent``), the working-size request and the latent-resolution editable mask, return the
+        new latent and a loss history, adding the UNet passes spent to ``passes``. Ours: :meth:`_optimise`.
+        """
+        return self._optimise(latent, reference_latent, t, conditioning, work, latent_mask, config, timestep_index,
+                              passes)
 
     def _optimise(self, latent, reference_latent, t, conditioning, work: DragRequest, latent_mask, config,
                   timestep_index: int, passes: PassCounts) -> tuple[torch.Tensor, list[float]]:

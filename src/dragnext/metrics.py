@@ -146,3 +146,48 @@ def score_edit(output: np.ndarray, edit: GroundTruthEdit) -> dict[str, float]:
         "iou_unedited": iou(recovered_input, expected_shape),
         "centroid_error": centroid_distance(recovered, expected_shape),
     }
+
+
+def ssim_map(output: np.ndarray, expected: np.ndarray) -> np.ndarray:
+    """Per-pixel SSIM ``H x W`` (skimage, 7x7 windows, ``data_range=1``, mean over the channels)."""
+    a, b = _image(output), _image(expected)
+    if a.shape != b.shape:
+        raise ValueError(f"images differ in shape: {a.shape} vs {b.shape}")
+    return structural_similarity(a, b, channel_axis=-1, data_range=1.0, full=True)[1].mean(axis=-1)
+
+
+def _mean_over(values: np.ndarray, mask: np.ndarray) -> float:
+    selected = np.asarray(values, dtype=np.float64)[_mask(mask)]
+    return float(selected.mean()) if selected.size else math.nan
+
+
+def image_fidelity(input_image: np.ndarray, output_image: np.ndarray, arrived_image: np.ndarray,
+                   handle_mask: np.ndarray, moved_mask: np.ndarray, distance_map) -> dict[str, float]:
+    """The paper's image-fidelity scores IF = 1 - perceptual distance over regions (its eqs. 11-13).
+
+    OUR READING of the paper (its text leaves the regions loose; marked as ours):
+
+    - ``if_ed`` (fidelity of the unedited area): ``1 - mean_U D(x, y)`` with ``U`` every pixel outside the
+      handle regions and outside the moved (target) regions: what no operation touches must stay. Higher is
+      better.
+    - ``if_hh`` (handle -> handle): ``1 - mean_H D(x, y)`` over the handle regions ``H``: the input's content
+      there against the output's, i.e. how much of the content that should have *left* is still in place.
+      Lower means the region moved away (where handle and target regions overlap it cannot reach 0).
+    - ``if_th`` (target <- handle): ``1 - mean_T D(x', y)`` over the moved regions ``T``, where ``x'`` is the
+      input's handle content moved to its target pose by the operation's full motion (``arrived_image``,
+      outside ``T`` taken from the output so that a windowed distance sees only the region): how well the
+      content that should have *arrived* did. Higher is better.
+
+    ``x`` = ``input_image``, ``y`` = ``output_image``; ``distance_map(a, b)`` is an ``H x W`` map (see
+    ``perceptual.py``: LPIPS or the 1 - SSIM fallback); an empty region gives NaN.
+    """
+    handle, moved = _mask(handle_mask), _mask(moved_mask)
+    unedited = ~(handle | moved)
+    output = _image(output_image)
+    direct = distance_map(_image(input_image), output)
+    arrived = np.where(moved[..., None], _image(arrived_image), output)
+    return {
+        "if_ed": 1.0 - _mean_over(direct, unedited),
+        "if_hh": 1.0 - _mean_over(direct, handle),
+        "if_th": 1.0 - _mean_over(distance_map(arrived, output), moved),
+    }

@@ -1,0 +1,171 @@
+"""``dragnext bench``: run methods over a suite and write results.csv, summary.json, report.md and image grids.
+
+Registered by the main CLI through :func:`add_bench_parser`. Exit status: 0 when the run finished (failed samples
+are recorded in results.csv and listed in the report), 1 when every edit of the run failed or the model cannot be
+loaded, 2 for bad input (unknown suite or method, settings that cannot work, a folder holding another run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from typing import Any
+
+from ..cli import EXIT_BAD_INPUT, EXIT_FAILURE, CliError, _load_model, _parse_override
+from ..config import ConfigError, EditConfig
+from .methods import FAST_SETTINGS, MAIN, MethodError, paper_config, resolve_methods
+
+DEFAULT_METHODS = ",".join(MAIN)
+
+
+def add_bench_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Register ``bench`` on an argparse subparsers object; ``args.run(args)`` returns the exit status."""
+    parser = subparsers.add_parser(
+        "bench", help="compare drag methods on a suite; writes results.csv, summary.json, report.md",
+        description="Run each method on each sample of a suite with one model, resuming where an earlier run into "
+        "the same --out stopped, and write OUT/results.csv (one row per sample x method), OUT/summary.json, "
+        "OUT/report.md and an image grid per operation type. With --cost-only, time our recipe against "
+        "DragDiffusion's on a randomly initialised SD-1.5-sized UNet instead.",
+    )
+    parser.add_argument("--suite", help="synthetic, dragbench, drag100 (with --data), or a folder of instruction files")
+    parser.add_argument("--methods", default=DEFAULT_METHODS,
+                        help=f"comma-separated methods or groups main, ablations, all (default: {DEFAULT_METHODS})")
+    parser.add_argument("--out", required=True, help="output folder (a second run into it resumes)")
+    parser.add_argument("--per-type", type=int, default=10, help="synthetic: scenes per operation type (default 10)")
+    parser.add_argument("--data", help="dragbench/drag100: the dataset folder; converted into OUT/inputs")
+    parser.add_argument("--limit", type=int, help="only the first N samples of the suite")
+    parser.add_argument("--model", default="bundled", help="'bundled', a local diffusers folder or an SD hub id")
+    parser.add_argument("--seed", type=int, default=0, help="seed of every edit (default 0)")
+    parser.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda if present, else cpu)")
+    parser.add_argument("--bf16", action="store_true", help="bf16 autocast of the UNet on CPU")
+    fast = ", ".join(f"{key}={value}" for key, value in FAST_SETTINGS.items())
+    parser.add_argument("--fast", action="store_true",
+                        help=f"few steps, for trying things out: {fast}, at most 10 point-drag iterations")
+    parser.add_argument("--set", action="append", metavar="KEY=VALUE",
+                        help="an EditConfig setting for every method (a method's own defining settings win)")
+    parser.add_argument("--perceptual", choices=("auto", "lpips", "ssim"), default="auto",
+                        help="distance of the IF metrics: auto = LPIPS when its weights are on disk, else 1-SSIM")
+    parser.add_argument("--grid-samples", type=int, default=3, help="samples per type in the image grids (default 3)")
+    parser.add_argument("--retry-failed", action="store_true", help="run again the pairs that failed before")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    cost = parser.add_argument_group("cost only")
+    cost.add_argument("--cost-only", action="store_true",
+                      help="time the DragNeXt and DragDiffusion recipes on a random UNet; no suite, no model")
+    cost.add_argument("--cost-unet", default="sd15", help="sd15 (default), tiny, or a UNet2DConditionModel config JSON")
+    cost.add_argument("--cost-size", type=int, default=512, help="image side in pixels (default 512)")
+    cost.add_argument("--cost-repeats", type=int, default=2, help="timed passes of each kind (default 2)")
+    parser.set_defaults(run=command_bench)
+    return parser
+
+
+def command_bench(args: argparse.Namespace) -> int:
+    try:
+        return _cost_only(args) if args.cost_only else _bench(args)
+    except CliError as error:
+        print(f"dragnext: error: {error}", file=sys.stderr)
+        return error.status
+
+
+def _cost_only(args) -> int:
+    from pathlib import Path
+
+    import torch
+
+    from .convert import _write_text_atomic
+    from .cost import cost_comparison, cost_json, cost_markdown
+
+    try:
+        device = torch.device(args.device) if args.device else None
+    except RuntimeError:
+        raise CliError(f"--device: '{args.device}' is not a device (try cpu or cuda)", EXIT_BAD_INPUT) from None
+    try:
+        report = cost_comparison(args.cost_unet, args.cost_size, args.cost_repeats, device)
+    except ValueError as error:
+        raise CliError(str(error), EXIT_BAD_INPUT) from None
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    _write_text_atomic(out / "cost.json", cost_json(report))
+    _write_text_atomic(out / "cost.md", cost_markdown(report))
+    print(f"wrote {out / 'cost.md'}: ours / DragDiffusion time ratio {report.time_ratio:.3f} "
+          f"({report.unet} UNet, {report.image_size} px, {report.device})")
+    return 0
+
+
+def _settings_text(config: EditConfig, note: dict[str, Any] | None = None) -> str:
+    default = EditConfig()
+    changed = [f"{f.name}={getattr(config, f.name)}" for f in dataclasses.fields(config)
+               if getattr(config, f.name) != getattr(default, f.name)]
+    text = ", ".join(changed) or "the paper's"
+    if note:
+        text += f" (paper settings this model lacks, from its preset: {', '.join(sorted(note))})"
+    return text
+
+
+def _bench(args) -> int:
+    from pathlib import Path
+
+    from ..editor import _check_config
+    from ..perceptual import load_distance
+    from .convert import ConversionError
+    from .report import write_report
+    from .runner import BenchError, PeakMemory, record_run, run_benchmark
+    from .suites import SuiteError, load_suite
+
+    # 1. everything the user typed, before the model is loaded
+    if not args.suite:
+        raise CliError("--suite is required (or --cost-only)", EXIT_BAD_INPUT)
+    if args.grid_samples < 0:
+        raise CliError("--grid-samples must be >= 0", EXIT_BAD_INPUT)
+    try:
+        methods = resolve_methods(args.methods, fast=args.fast)
+    except MethodError as error:
+        raise CliError(str(error), EXIT_BAD_INPUT) from None
+    overrides = dict(FAST_SETTINGS) if args.fast else {}
+    overrides.update(dict(_parse_override(item) for item in args.set or []))
+    try:
+        distance = load_distance(args.perceptual)
+    except RuntimeError as error:
+        raise CliError(f"--perceptual lpips: {error}", EXIT_BAD_INPUT) from None
+    out = Path(args.out)
+    try:
+        samples, description = load_suite(args.suite, per_type=args.per_type, data=args.data, out_dir=out)
+    except (SuiteError, ConversionError) as error:
+        raise CliError(str(error), EXIT_BAD_INPUT) from None
+    if args.limit is not None:
+        if args.limit < 1:
+            raise CliError("--limit must be at least 1", EXIT_BAD_INPUT)
+        samples = samples[: args.limit]
+        description += f"; first {len(samples)} samples"
+
+    # 2. the model, once; every method's settings checked against it
+    backbone = _load_model(args.model, args.device, args.bf16)
+    try:
+        configs = {spec.name: spec.config(backbone, overrides) for spec in methods}
+        for config in configs.values():
+            _check_config(backbone, config)
+    except ConfigError as error:
+        raise CliError(str(error), EXIT_BAD_INPUT) from None
+    adapted = paper_config(backbone)[1]
+    info = {
+        "model": args.model, "device": str(backbone.device), "seed": args.seed, "suite": args.suite,
+        "suite_description": description, "perceptual": distance.name, "perceptual_distance": distance.description,
+        "peak_memory": PeakMemory(backbone.device).kind, "fast": args.fast, "overrides": overrides,
+        "methods": [spec.name for spec in methods],
+        "settings": {spec.name: _settings_text(configs[spec.name], adapted if spec.base == "paper" else None)
+                     for spec in methods},
+    }
+
+    # 3. run, then report on everything in the folder
+    try:
+        record_run(out, info, configs)
+        stats = run_benchmark(backbone, samples, methods, configs, out, distance, seed=args.seed,
+                              retry_failed=args.retry_failed, show_progress=not args.quiet)
+        report = write_report(out, samples, [spec.name for spec in methods], info, args.grid_samples)
+    except BenchError as error:
+        raise CliError(str(error), EXIT_BAD_INPUT) from None
+    except OSError as error:
+        raise CliError(f"cannot write {error.filename or out}: {error.strerror or error}") from None
+    print(f"{stats.edits} edits ({stats.failed} failed), {stats.skipped} already done; wrote {report} "
+          f"(IF metrics with {distance.name})")
+    return EXIT_FAILURE if stats.edits and stats.failed == stats.edits else 0

@@ -1,0 +1,303 @@
+"""``bench --cost-only``: the cost of our recipe against DragDiffusion's, on a UNet with random weights.
+
+Compute does not depend on the weights, so a ``UNet2DConditionModel`` built in code from Stable Diffusion 1.5's
+config with random initialisation, at 512 x 512 (latent 64 x 64), costs what SD-1.5 costs, and nothing is
+downloaded. Rather than run both recipes in full, each *kind* of UNet pass is timed ``repeats`` times (after one
+warm-up) and multiplied by how many of that kind each recipe spends per edit:
+
+- ``forward``: a plain forward, batch 1 (DDIM inversion; DragDiffusion's reference forward at the drag step);
+- ``forward_pair``: a forward of the batch [reference, edited] with mutual self-attention (denoising);
+- ``features``: a forward stopped after the last feature block (PBSI's reference features);
+- ``features_backward``: that, with the gradient to the latent (one PBSI iteration);
+- ``forward_backward``: a full forward with the gradient to the latent (one DragDiffusion drag iteration: its
+  code runs the whole UNet, for the features and for the DDIM step of its mask term; tracking reuses it);
+- ``lora_step``: one step of the identity LoRA (forward, backward to the rank-r LoRA, AdamW).
+
+Recipes per edit, from ``config.PAPER`` (inversion_steps = 38):
+
+- ours: ``lora_steps`` LoRA steps, 38 ``forward``, ``pbsi_timesteps`` ``features`` and ``pbsi_timesteps x
+  iterations`` ``features_backward``, 38 ``forward_pair``;
+- DragDiffusion: 80 LoRA steps, 38 + 1 ``forward``, 80 ``forward_backward`` (its maximum: it stops early once
+  every handle has arrived, so this is its worst case), 38 ``forward_pair``.
+
+Not timed, the same in both: VAE encoding/decoding, the text encoder, scheduler arithmetic, Python overhead.
+Peak memory is ``torch.cuda.max_memory_allocated`` per kind (weights included) and is reported on CUDA only.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from ..attention import MutualAttentionSwitch, installed_processors, mutual_attention_processors
+from ..baselines import DRAGDIFFUSION, PointSettings
+from ..config import PAPER, EditConfig
+from ..models.base import Backbone, default_device, default_dtype
+
+VAE_FACTOR = 8  # SD's VAE downsamples by 8
+TEXT_TOKENS = 77  # CLIP's sequence length
+DRAGDIFFUSION_LORA_STEPS = 80  # DragDiffusion's published LoRA recipe
+
+_SD_DOWN = ["CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"]
+_SD_UP = ["UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"]
+# Stable Diffusion 1.5's unet/config.json, the fields that shape its compute (the rest are diffusers' defaults).
+SD15_UNET_CONFIG: dict[str, Any] = {
+    "sample_size": 64, "in_channels": 4, "out_channels": 4, "layers_per_block": 2,
+    "block_out_channels": [320, 640, 1280, 1280], "down_block_types": _SD_DOWN, "up_block_types": _SD_UP,
+    "cross_attention_dim": 768, "attention_head_dim": 8, "norm_num_groups": 32, "act_fn": "silu",
+    "downsample_padding": 1, "flip_sin_to_cos": True, "freq_shift": 0, "mid_block_scale_factor": 1,
+    "norm_eps": 1e-5, "center_input_sample": False,
+}
+# The same layout, tiny: for tests of this code path (PAPER's feature blocks and attention layer exist in it).
+TINY_UNET_CONFIG: dict[str, Any] = {
+    "sample_size": 8, "in_channels": 4, "out_channels": 4, "layers_per_block": 1,
+    "block_out_channels": [16, 16, 32, 32], "down_block_types": _SD_DOWN, "up_block_types": _SD_UP,
+    "cross_attention_dim": 32, "attention_head_dim": 2, "norm_num_groups": 8,
+}
+UNET_CONFIGS = {"sd15": SD15_UNET_CONFIG, "tiny": TINY_UNET_CONFIG}
+KINDS = ("forward", "forward_pair", "features", "features_backward", "forward_backward", "lora_step")
+
+
+def unet_config(name_or_path: str) -> tuple[str, dict[str, Any]]:
+    """(label, config dict) for ``sd15``, ``tiny`` or a JSON file of ``UNet2DConditionModel`` config."""
+    if name_or_path in UNET_CONFIGS:
+        return name_or_path, dict(UNET_CONFIGS[name_or_path])
+    path = Path(name_or_path)
+    try:
+        loaded = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise ValueError(f"--cost-unet: '{name_or_path}' is not sd15, tiny or a readable JSON config "
+                         f"({error})") from None
+    return path.name, {key: value for key, value in loaded.items() if not key.startswith("_")}
+
+
+class UNetOnly(Backbone):
+    """A bare conditional UNet seen as a backbone, for timing its passes (no VAE, no text encoder)."""
+
+    name = "cost"
+    size_multiple = VAE_FACTOR
+
+    def __init__(self, unet, device: torch.device, dtype: torch.dtype):
+        self.unet, self.device, self.dtype = unet, device, dtype
+        self.scheduler_config = {}
+
+    def encode_image(self, image):
+        raise NotImplementedError("the cost measurement runs the UNet only")
+
+    def decode_latent(self, latent):
+        raise NotImplementedError("the cost measurement runs the UNet only")
+
+    def encode_prompt(self, prompt):
+        raise NotImplementedError("the cost measurement runs the UNet only")
+
+    def _unet_call(self, latent, timestep, conditioning):
+        context = conditioning.expand(latent.shape[0], -1, -1)
+        return self.unet(latent, timestep, encoder_hidden_states=context).sample
+
+
+def build_unet_backbone(config: Mapping[str, Any], device=None, dtype=None) -> UNetOnly:
+    """A randomly initialised ``UNet2DConditionModel`` from ``config``, on ``device`` (initialised there)."""
+    from diffusers import UNet2DConditionModel
+
+    device = torch.device(device) if device is not None else default_device()
+    dtype = dtype or default_dtype(device)
+    torch.manual_seed(0)
+    with device:
+        unet = UNet2DConditionModel(**config)
+    return UNetOnly(unet.to(dtype).eval().requires_grad_(False), device, dtype)
+
+
+@dataclass
+class PassCost:
+    seconds: float  # wall seconds per pass (mean of the timed repeats)
+    peak_mb: float | None  # CUDA peak allocated during the kind, weights included; None on CPU
+
+
+def recipe_counts(config: EditConfig = PAPER, point: PointSettings = DRAGDIFFUSION,
+                  dragdiffusion_lora_steps: int = DRAGDIFFUSION_LORA_STEPS) -> dict[str, dict[str, int]]:
+    """Passes of each kind per edit: ``{"dragnext": {...}, "dragdiffusion": {...}}``."""
+    steps = config.inversion_steps
+    ours = {
+        "lora_step": config.lora_steps if config.lora else 0, "forward": steps,
+        "features": config.pbsi_timesteps, "features_backward": config.pbsi_timesteps * config.iterations,
+        "forward_pair": steps if config.mutual_attention else 0,
+    }
+    if not config.mutual_attention:
+        ours["forward"] += steps
+    theirs = {"lora_step": dragdiffusion_lora_steps, "forward": steps + 1,
+              "forward_backward": point.max_iterations, "forward_pair": steps}
+    return {"dragnext": ours, "dragdiffusion": theirs}
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _measure(step, repeats: int, device: torch.device) -> PassCost:
+    step()  # warm-up (allocations, kernel selection)
+    _sync(device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    start = time.perf_counter()
+    for _ in range(repeats):
+        step()
+    _sync(device)
+    seconds = (time.perf_counter() - start) / repeats
+    peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
+    return PassCost(seconds, peak)
+
+
+def time_passes(backbone: UNetOnly, latent_size: int, config: EditConfig = PAPER, repeats: int = 2,
+                kinds=KINDS) -> dict[str, PassCost]:
+    """Seconds (and CUDA peak memory) of one pass of each kind, with a rank-``lora_rank`` LoRA in the UNet."""
+    from peft import LoraConfig
+
+    from ..models.stable_diffusion import LORA_TARGETS
+
+    device, unet = backbone.device, backbone.unet
+    generator = torch.Generator().manual_seed(0)
+    latent = torch.randn(1, unet.config.in_channels, latent_size, latent_size, generator=generator).to(device)
+    context = torch.randn(1, TEXT_TOKENS, unet.config.cross_attention_dim, generator=generator)
+    context = context.to(device, backbone.dtype)
+    t = torch.tensor(500, device=device)
+    feature_side = max(1, round(latent_size * VAE_FACTOR * config.feature_scale))
+    feature_size = (feature_side, feature_side)
+
+    unet.add_adapter(LoraConfig(r=config.lora_rank, lora_alpha=config.lora_rank, init_lora_weights="gaussian",
+                                target_modules=LORA_TARGETS))
+    lora = [p for name, p in unet.named_parameters() if "lora_" in name]
+    for p in lora:
+        p.data = p.data.float()
+    optimizer = torch.optim.AdamW(lora, lr=config.lora_learning_rate)
+
+    def forward():
+        with torch.no_grad():
+            backbone.predict(latent, t, context)
+
+    def forward_pair():
+        switch = MutualAttentionSwitch(active=True)
+        processors = mutual_attention_processors(unet, config.mutual_attention_start_layer, switch)
+        with torch.no_grad(), installed_processors(unet, processors):
+            backbone.predict(torch.cat([latent, latent]), t, context)
+
+    def features():
+        with torch.no_grad():
+            backbone.features(latent, t, context, config.feature_blocks, feature_size)
+
+    def features_backward():
+        z = latent.clone().requires_grad_(True)
+        backbone.features(z, t, context, config.feature_blocks, feature_size).abs().mean().backward()
+
+    def forward_backward():
+        z = latent.clone().requires_grad_(True)
+        backbone.predict(z, t, context).abs().mean().backward()
+
+    def lora_step():
+        for p in lora:
+            p.requires_grad_(True)
+        unet.train()
+        try:
+            loss = F.mse_loss(backbone.predict(latent, t, context), latent)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        finally:
+            unet.eval()
+            for p in lora:
+                p.requires_grad_(False)
+                p.grad = None
+
+    steps = {"forward": forward, "forward_pair": forward_pair, "features": features,
+             "features_backward": features_backward, "forward_backward": forward_backward, "lora_step": lora_step}
+    for p in lora:
+        p.requires_grad_(False)
+    return {kind: _measure(steps[kind], repeats, device) for kind in kinds}
+
+
+@dataclass
+class CostReport:
+    unet: str
+    image_size: int
+    device: str
+    dtype: str
+    repeats: int
+    kinds: dict[str, PassCost]
+    counts: dict[str, dict[str, int]]
+    seconds: dict[str, float] = field(default_factory=dict)  # per recipe: sum of count x seconds per pass
+    forward_passes: dict[str, int] = field(default_factory=dict)  # UNet forwards per edit (a pair counts 2)
+    backward_passes: dict[str, int] = field(default_factory=dict)
+    peak_mb: dict[str, float | None] = field(default_factory=dict)  # the largest peak of the kinds a recipe uses
+
+    @property
+    def time_ratio(self) -> float:
+        """Our seconds per edit over DragDiffusion's (below 1: we are cheaper)."""
+        return self.seconds["dragnext"] / self.seconds["dragdiffusion"]
+
+
+def _totals(report: CostReport) -> CostReport:
+    for recipe, counts in report.counts.items():
+        report.seconds[recipe] = sum(n * report.kinds[kind].seconds for kind, n in counts.items() if n)
+        report.forward_passes[recipe] = sum(n * (2 if kind == "forward_pair" else 1) for kind, n in counts.items())
+        report.backward_passes[recipe] = sum(n for kind, n in counts.items()
+                                             if kind in ("features_backward", "forward_backward", "lora_step"))
+        peaks = [report.kinds[kind].peak_mb for kind, n in counts.items() if n]
+        report.peak_mb[recipe] = None if None in peaks or not peaks else max(peaks)
+    return report
+
+
+def cost_comparison(unet: str = "sd15", image_size: int = 512, repeats: int = 2, device=None,
+                    config: EditConfig = PAPER) -> CostReport:
+    """Build the random UNet, time every kind of pass, and total both recipes (see the module docstring)."""
+    if image_size % VAE_FACTOR:
+        raise ValueError(f"--cost-size must be a multiple of {VAE_FACTOR}, got {image_size}")
+    if repeats < 1:
+        raise ValueError(f"--cost-repeats must be at least 1, got {repeats}")
+    label, unet_dict = unet_config(unet)
+    backbone = build_unet_backbone(unet_dict, device)
+    counts = recipe_counts(config)
+    used = [kind for kind in KINDS if any(c.get(kind) for c in counts.values())]
+    kinds = time_passes(backbone, image_size // VAE_FACTOR, config, repeats, used)
+    report = CostReport(unet=label, image_size=image_size, device=str(backbone.device),
+                        dtype=str(backbone.dtype).removeprefix("torch."), repeats=repeats, kinds=kinds, counts=counts)
+    return _totals(report)
+
+
+def cost_markdown(report: CostReport) -> str:
+    ours, theirs = report.counts["dragnext"], report.counts["dragdiffusion"]
+    lines = [
+        "# Cost: DragNeXt recipe vs DragDiffusion recipe", "",
+        f"UNet `{report.unet}` (random weights; compute does not depend on them), {report.image_size} x "
+        f"{report.image_size} px, {report.device}, {report.dtype}. Each kind of pass timed {report.repeats} times "
+        "after one warm-up, times the passes each recipe spends per edit. Not timed (same in both): VAE, text "
+        "encoder, scheduler arithmetic. DragDiffusion's 80 drag iterations are its maximum (it stops once the "
+        "handles arrive).", "",
+        "| pass kind | s/pass | peak MB | ours | DragDiffusion |", "|---|---:|---:|---:|---:|",
+    ]
+    for kind, cost in report.kinds.items():
+        peak = "–" if cost.peak_mb is None else f"{cost.peak_mb:.0f}"
+        lines.append(f"| {kind} | {cost.seconds:.4f} | {peak} | {ours.get(kind, 0)} | {theirs.get(kind, 0)} |")
+    lines += ["", "| recipe | s/edit | UNet forwards | backwards | peak MB |", "|---|---:|---:|---:|---:|"]
+    for recipe in ("dragnext", "dragdiffusion"):
+        peak = report.peak_mb[recipe]
+        lines.append(f"| {recipe} | {report.seconds[recipe]:.2f} | {report.forward_passes[recipe]} | "
+                     f"{report.backward_passes[recipe]} | {'–' if peak is None else f'{peak:.0f}'} |")
+    lines += ["", f"**Ratio ours / DragDiffusion**: time {report.time_ratio:.3f}, forwards "
+              f"{report.forward_passes['dragnext'] / report.forward_passes['dragdiffusion']:.3f}, backwards "
+              f"{report.backward_passes['dragnext'] / max(1, report.backward_passes['dragdiffusion']):.3f}"]
+    if report.peak_mb["dragnext"] is not None:
+        lines[-1] += f", peak memory {report.peak_mb['dragnext'] / report.peak_mb['dragdiffusion']:.3f}"
+    return "\n".join(lines) + "\n"
+
+
+def cost_json(report: CostReport) -> str:
+    document = asdict(report)
+    document["time_ratio"] = report.time_ratio
+    return json.dumps(document, indent=2) + "\n"

@@ -1,0 +1,254 @@
+"""The benchmark loop: every sample x method, one row of ``results.csv`` each, appended as it goes.
+
+- The model is loaded once by the caller and shared by all methods.
+- Resumable: a (sample, method) pair that already has a row is skipped, so a second run over the same folder
+  does no edits; ``retry_failed`` first drops the rows of failed pairs so they run again.
+- A sample that fails (unreadable file, bad settings, an exception in a method or its scoring) becomes a row
+  with ``status=error`` and ``error="Type: message"``, and the run goes on.
+- ``run.json`` records the settings each method ran with; resuming with other settings for a method, another
+  model, seed or perceptual distance is refused rather than mixed into one table.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import json
+import logging
+import math
+import resource
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..config import EditConfig
+from ..files import write_png_atomic
+from ..models.base import Backbone
+from ..perceptual import PerceptualDistance
+from .convert import _write_text_atomic
+from .methods import MethodSpec
+from .scoring import IF_KEYS, TRUTH_KEYS, score_sample
+from .suites import Sample, request_type
+
+logger = logging.getLogger(__name__)
+
+RESULTS = "results.csv"
+RUN_RECORD = "run.json"
+OUTPUTS = "outputs"
+PASS_KEYS = ("forward", "truncated_forward", "backward")
+COLUMNS = ("sample", "type", "method", "status", "error", "seconds", *PASS_KEYS, "peak_memory_mb", "perceptual",
+           *IF_KEYS, *TRUTH_KEYS, "output")
+NUMERIC = frozenset(("seconds", *PASS_KEYS, "peak_memory_mb", *IF_KEYS, *TRUTH_KEYS))
+RUN_KEYS = ("model", "seed", "suite", "perceptual")  # must match between runs into one folder
+
+
+class BenchError(RuntimeError):
+    """A run that cannot start (e.g. it would mix settings into an earlier run's results); one line."""
+
+
+@dataclass
+class RunStats:
+    edits: int = 0  # (sample, method) pairs run by this call, failed ones included
+    failed: int = 0  # of those, how many failed
+    skipped: int = 0  # pairs that already had a row
+
+
+# ------------------------------------------------------------------------------------------------ results.csv
+
+
+def read_results(path: str | Path) -> list[dict[str, Any]]:
+    """Rows of a ``results.csv`` (numbers as floats, empty cells as NaN); [] if there is none yet.
+
+    A row cut short by a crash (no status) is dropped, so its pair runs again.
+    """
+    path = Path(path)
+    if not path.is_file():
+        return []
+    rows = []
+    with path.open(newline="", encoding="utf-8") as handle:
+        for raw in csv.DictReader(handle):
+            if raw.get("status") not in ("ok", "error"):
+                continue
+            rows.append({k: (_number(v) if k in NUMERIC else (v or "")) for k, v in raw.items() if k in COLUMNS})
+    return rows
+
+
+def _number(text: str | None) -> float:
+    try:
+        return float(text) if text else math.nan
+    except ValueError:
+        return math.nan
+
+
+def _cell(value: Any) -> Any:
+    if isinstance(value, float) and math.isnan(value):
+        return ""
+    return "" if value is None else value
+
+
+def append_row(path: Path, row: Mapping[str, Any]) -> None:
+    """Append one row (header first on a new file), flushed to disk before returning."""
+    fresh = not path.is_file() or path.stat().st_size == 0
+    if not fresh:
+        with path.open("rb") as handle:
+            handle.seek(-1, 2)
+            fresh_line = handle.read(1) == b"\n"
+    with path.open("a", newline="", encoding="utf-8") as handle:
+        if not fresh and not fresh_line:  # a crash cut the last row short: end it so this one stands alone
+            handle.write("\n")
+        writer = csv.DictWriter(handle, fieldnames=COLUMNS, lineterminator="\n")
+        if fresh:
+            writer.writeheader()
+        writer.writerow({key: _cell(row.get(key)) for key in COLUMNS})
+        handle.flush()
+
+
+def _csv_text(rows: Sequence[Mapping[str, Any]]) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({key: _cell(row.get(key)) for key in COLUMNS})
+    return buffer.getvalue()
+
+
+# ------------------------------------------------------------------------------------------------ run record
+
+
+def config_record(config: EditConfig) -> dict[str, Any]:
+    """An ``EditConfig`` as plain JSON values (tuples become lists)."""
+    return json.loads(json.dumps(dataclasses.asdict(config)))
+
+
+def record_run(out_dir: Path, info: Mapping[str, Any], configs: Mapping[str, EditConfig]) -> dict[str, Any]:
+    """Check ``info`` and the methods' settings against ``run.json`` of an earlier run, then update it."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / RUN_RECORD
+    record = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {"methods": {}}
+    for key in RUN_KEYS:
+        if key in record and key in info and record[key] != info[key]:
+            raise BenchError(f"{out_dir} holds a run with {key} {record[key]!r}, this one has {info[key]!r}; "
+                             "use another --out")
+    for name, config in configs.items():
+        settings = config_record(config)
+        earlier = record["methods"].get(name)
+        if earlier is not None and earlier != settings:
+            changed = sorted(k for k in settings if settings[k] != earlier.get(k))
+            raise BenchError(f"{out_dir}: method {name} ran with other settings before ({', '.join(changed)}); "
+                             "use another --out")
+        record["methods"][name] = settings
+    record.update({k: v for k, v in info.items() if k != "methods"})
+    _write_text_atomic(path, json.dumps(record, indent=2) + "\n")
+    return record
+
+
+# ------------------------------------------------------------------------------------------------ memory
+
+
+class PeakMemory:
+    """Peak memory of one edit: ``torch.cuda.max_memory_allocated`` on CUDA; on CPU the process's peak RSS
+    (``resource.getrusage``), which only grows over a run, so it bounds each edit's peak from above."""
+
+    def __init__(self, device: torch.device):
+        self.cuda = torch.device(device).type == "cuda"
+        self.device = device
+        self.kind = ("CUDA max_memory_allocated per edit" if self.cuda
+                     else "process peak RSS (CPU; monotone over the run, so an upper bound per edit)")
+
+    def start(self) -> None:
+        if self.cuda:
+            torch.cuda.reset_peak_memory_stats(self.device)
+
+    def read_mb(self) -> float:
+        if self.cuda:
+            return torch.cuda.max_memory_allocated(self.device) / 2**20
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
+        return peak / 2**20 if sys.platform == "darwin" else peak / 2**10
+
+
+# ------------------------------------------------------------------------------------------------ the loop
+
+
+def output_path(out_dir: Path, method: str, sample_id: str) -> Path:
+    return Path(out_dir) / OUTPUTS / method / f"{sample_id}.png"
+
+
+def _error_text(error: BaseException) -> str:
+    return f"{type(error).__name__}: {' '.join(str(error).split())}"
+
+
+def _run_one(backbone: Backbone, sample_id: str, request, truth, method: MethodSpec, config: EditConfig,
+             out_dir: Path, distance: PerceptualDistance, seed: int, memory: PeakMemory) -> dict[str, Any]:
+    row: dict[str, Any] = {"sample": sample_id, "type": request_type(request), "method": method.name,
+                           "perceptual": distance.name}
+    try:
+        memory.start()
+        start = time.perf_counter()
+        result = method.run(backbone, request, config, seed=seed)
+        row["seconds"] = time.perf_counter() - start
+        row["peak_memory_mb"] = memory.read_mb()
+        row.update({key: getattr(result.passes, key) for key in PASS_KEYS})
+        path = output_path(out_dir, method.name, sample_id)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_png_atomic(path, result.image)
+        row["output"] = path.relative_to(out_dir).as_posix()
+        row.update(score_sample(request, result.image, distance, truth))
+        row["status"] = "ok"
+    except Exception as error:  # recorded in the row; the run goes on with the next pair
+        logger.warning("%s on %s failed: %s", method.name, sample_id, _error_text(error),
+                       exc_info=logger.isEnabledFor(logging.DEBUG))
+        row.update(status="error", error=_error_text(error))
+    return row
+
+
+def run_benchmark(backbone: Backbone, samples: Sequence[Sample], methods: Sequence[MethodSpec],
+                  configs: Mapping[str, EditConfig], out_dir: str | Path, distance: PerceptualDistance, *,
+                  seed: int = 0, retry_failed: bool = False, show_progress: bool = True) -> RunStats:
+    """Run every pending (sample, method) pair, appending a row to ``out_dir/results.csv`` after each."""
+    from tqdm import tqdm
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    results = out_dir / RESULTS
+    rows = read_results(results)
+    used = {row["perceptual"] for row in rows if row["perceptual"]}
+    if used - {distance.name}:
+        raise BenchError(f"{results} was scored with {', '.join(sorted(used))}, this run uses {distance.name}; "
+                         "use another --out (tables never mix the two)")
+    if retry_failed and any(row["status"] == "error" for row in rows):
+        rows = [row for row in rows if row["status"] != "error"]
+        _write_text_atomic(results, _csv_text(rows))
+    done = {(row["sample"], row["method"]) for row in rows}
+    stats = RunStats()
+    memory = PeakMemory(backbone.device)
+    bar = tqdm(samples, desc="bench", unit="sample", disable=not show_progress, file=sys.stderr)
+    for sample in bar:
+        pending = [method for method in methods if (sample.id, method.name) not in done]
+        stats.skipped += len(methods) - len(pending)
+        if not pending:
+            continue
+        try:
+            request, truth = sample.load()
+        except Exception as error:  # an unreadable sample fails its rows, not the run
+            logger.warning("sample %s could not be loaded: %s", sample.id, _error_text(error))
+            for method in pending:
+                append_row(results, {"sample": sample.id, "type": "unknown", "method": method.name,
+                                     "status": "error", "error": _error_text(error), "perceptual": distance.name})
+                stats.edits += 1
+                stats.failed += 1
+            continue
+        for method in pending:
+            bar.set_postfix_str(method.name)
+            row = _run_one(backbone, sample.id, request, truth, method, configs[method.name], out_dir, distance,
+                           seed, memory)
+            append_row(results, row)
+            stats.edits += 1
+            stats.failed += row["status"] == "error"
+    bar.close()
+    return stats
