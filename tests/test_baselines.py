@@ -19,9 +19,9 @@ from dragnext.baselines import (
     warp_latent,
 )
 from dragnext.config import BUNDLED
+from dragnext.ground_truth import random_edit
 from dragnext.instructions import DragRequest, make_operation
 from dragnext.models.base import image_to_tensor
-from dragnext.scenes import random_edit
 
 torch.set_num_threads(1)
 

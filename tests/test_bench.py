@@ -21,10 +21,10 @@ from dragnext.bench.scoring import edit_regions, score_sample
 from dragnext.bench.suites import Sample, SuiteError, load_suite, synthetic_suite
 from dragnext.config import PAPER
 from dragnext.editor import EditResult, PassCounts
+from dragnext.ground_truth import random_edit
 from dragnext.instructions import save_instructions
 from dragnext.metrics import image_fidelity
 from dragnext.perceptual import SSIMDistance, load_distance
-from dragnext.scenes import random_edit
 
 torch.set_num_threads(1)
 

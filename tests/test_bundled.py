@@ -11,9 +11,10 @@ import torch
 
 from dragnext.config import BUNDLED
 from dragnext.editor import DragEditor
+from dragnext.ground_truth import rotate_edit, translate_edit
 from dragnext.metrics import psnr, score_edit
 from dragnext.models import PixelBackbone, load_backbone
-from dragnext.scenes import random_scene, render, rotate_edit, translate_edit
+from dragnext.scenes import random_scene, render
 
 # Measured on the shipped weights (docs/bundled-model.md); the assertions keep a margin below these.
 MEASURED_RECONSTRUCTION_PSNR = 40.0

@@ -3,6 +3,7 @@ import math
 import numpy as np
 import pytest
 
+from dragnext.ground_truth import random_edit, translate_edit
 from dragnext.metrics import (
     PSNR_CAP,
     centroid,
@@ -13,7 +14,7 @@ from dragnext.metrics import (
     score_edit,
     ssim,
 )
-from dragnext.scenes import Circle, Polygon, Scene, random_edit, random_scene, render, translate_edit, visible_mask
+from dragnext.scenes import Circle, Polygon, Scene, random_scene, render, visible_mask
 
 
 def _image(seed: int = 0) -> np.ndarray:

@@ -3,24 +3,18 @@ import math
 import numpy as np
 import pytest
 
-from dragnext.scenes import (
-    Circle,
+from dragnext.ground_truth import (
     GroundTruthEdit,
-    Polygon,
-    Scene,
     deform_edit,
     random_edit,
-    random_scene,
-    render,
     rotate_edit,
     rotation_matrix,
     scale_edit,
     shape_bounds,
-    shape_coverage,
     signed_angle,
     translate_edit,
-    visible_mask,
 )
+from dragnext.scenes import Circle, Polygon, Scene, random_scene, render, shape_coverage, visible_mask
 
 OP_TYPES = ("translate", "rotate", "scale", "deform")
 

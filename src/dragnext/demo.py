@@ -11,9 +11,9 @@ import numpy as np
 
 from .editor import DragEditor, EditResult
 from .files import write_png_atomic
+from .ground_truth import GroundTruthEdit, random_edit
 from .metrics import score_edit
 from .models.base import Backbone
-from .scenes import GroundTruthEdit, random_edit
 from .visualize import draw_instructions, side_by_side, stack_rows
 
 # (operation type, seed) of the example scenes; chosen once, kept fixed so figures can be compared over time.

@@ -14,7 +14,7 @@ import numpy as np
 from skimage.metrics import structural_similarity
 
 if TYPE_CHECKING:
-    from .scenes import GroundTruthEdit
+    from .ground_truth import GroundTruthEdit
 
 # PSNR of identical images (the MSE is zero), in dB.
 PSNR_CAP = 100.0
@@ -86,7 +86,7 @@ def recover_shape_mask(output: np.ndarray, color, threshold: float = RECOVER_THR
 
     With the default threshold (0.2, see ``RECOVER_THRESHOLD``) the mask recovered from a rendered scene
     matches the shape's visible ``coverage > 0.5`` with a median IoU of 0.97 (mean 0.965 on the expected
-    images of ``scenes.random_edit``).
+    images of ``ground_truth.random_edit``).
     """
     distance = np.linalg.norm(_image(output) - np.asarray(color, dtype=np.float64), axis=-1)
     return distance < threshold

@@ -6,11 +6,11 @@ import numpy as np
 import torch
 
 from .. import geometry
+from ..ground_truth import GroundTruthEdit
 from ..instructions import DragRequest
 from ..metrics import image_fidelity, score_edit
 from ..models.base import image_to_tensor, tensor_to_image
 from ..perceptual import PerceptualDistance
-from ..scenes import GroundTruthEdit
 
 IF_KEYS = ("if_ed", "if_hh", "if_th")
 TRUTH_KEYS = ("psnr", "ssim", "psnr_shape", "psnr_vacated", "iou", "iou_unedited", "centroid_error")

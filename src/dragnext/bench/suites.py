@@ -1,6 +1,6 @@
 """Benchmark suites: lists of samples, each a drag request and, for procedural scenes, its exact ground truth.
 
-- ``synthetic``: ``per_type`` scenes for each operation type from :func:`scenes.random_edit`, scene seeds
+- ``synthetic``: ``per_type`` scenes for each operation type from :func:`ground_truth.random_edit`, scene seeds
   ``1000, 1001, ...`` (the same for every type), alternating short and long drags (odd indices are
   ``long=True``: longer translations and deformations, rotations of 60-120 degrees).
 - a folder: every instruction file (``*.json``, the design.md format) below it, except converter sidecars.
@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
+from ..ground_truth import GroundTruthEdit, random_edit
 from ..instructions import DragRequest, load_instructions
-from ..scenes import GroundTruthEdit, random_edit
 from .convert import DATASETS, SIDECAR_NAME, ConversionReport, convert
 
 SYNTHETIC_TYPES = ("translate", "deform", "rotate", "scale")
