@@ -1,4 +1,4 @@
-"""The ``dragnext`` command: ``edit``, ``demo``, ``bench``, ``convert``, ``train-bundled``.
+"""The ``dragnext`` command: ``edit``, ``demo``, ``bench``, ``convert``, ``ui``, ``train-bundled``.
 
 The CLI decides what a user sees: one-line errors (exit status 2 for bad input, 1 for a model that cannot
 be loaded or an edit that fails), tqdm bars per phase, and outputs written atomically.
@@ -223,9 +223,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     from .bench.cli import add_bench_parser
     from .bench.convert import add_convert_parser
+    from .ui.cli import add_ui_parser
 
     add_bench_parser(commands)
     add_convert_parser(commands)
+    add_ui_parser(commands)
 
     train = commands.add_parser("train-bundled", help="train the bundled pixel-space model")
     train.add_argument("out_dir")

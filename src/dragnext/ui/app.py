@@ -1,0 +1,327 @@
+"""The Gradio page of ``dragnext ui``: layout and wiring only (the logic is in ``session.py`` and ``runner.py``).
+
+This is the only module of the package that imports Gradio.
+"""
+
+from __future__ import annotations
+
+import atexit
+import functools
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Sequence
+from typing import Any
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no telemetry or version check, before import
+
+import gradio as gr  # noqa: E402
+
+from ..instructions import OPERATION_TYPES  # noqa: E402
+from .runner import EditRunner  # noqa: E402
+from .session import (  # noqa: E402
+    MAX_SIDE,
+    MAX_UPLOAD_MB,
+    Session,
+    Settings,
+    UIError,
+    display_size,
+    layers_to_mask,
+    mask_to_layer,
+    new_folder,
+    read_image_file,
+    read_instruction_upload,
+    to_display,
+    write_instruction_archive,
+)
+
+logger = logging.getLogger(__name__)
+
+TABLE_HEADERS = ["#", "type", "handle", "target", "center", "region px"]
+# Half-transparent brushes, so the picture stays visible under the strokes (any alpha > 0 counts as painted).
+REGION_BRUSH = ("#ff00ff", 0.6)
+EDITABLE_BRUSH = ("#ffffff", 0.6)
+
+# System fonts only: the default theme loads fonts from Google, which an offline machine cannot reach.
+THEME = gr.themes.Default(
+    font=["ui-sans-serif", "system-ui", "Segoe UI", "Roboto", "Helvetica", "Arial", "sans-serif"],
+    font_mono=["ui-monospace", "SFMono-Regular", "Menlo", "Consolas", "monospace"],
+)
+CSS = """
+#status {min-height: 2.5em}
+#points img, #result img, #input-view img {image-rendering: pixelated}
+"""
+
+INTRO = f"""# dragnext — drag editing
+1. **Upload an image** (at most {MAX_UPLOAD_MB} MB and {MAX_SIDE} px per side) or pick an example scene.
+2. **Paint the handle region** with the brush.
+3. Choose the **type**, then **click** the handle and the target (and the center for rotate and scale) on the
+   picture on the right.
+4. **Add operation**; repeat for more operations.
+5. Optionally paint the **editable mask**: where the image may change.
+6. **Run**, then download the edited image and the instruction file (unzipped,
+   `dragnext edit instructions/instructions.json` runs the same edit).
+"""
+
+
+def _editor_value(background: Any, layers: Sequence[Any] = ()) -> dict[str, Any]:
+    return {"background": background, "layers": list(layers), "composite": None}
+
+
+def _message(text: str, ok: bool = True) -> str:
+    return text if ok else f"**⚠ {text}**"
+
+
+def _reports_errors(outputs: int, status_index: int) -> Callable:
+    """Turn a UIError (or an unexpected failure) into a message in the status line, other outputs unchanged."""
+
+    def wrap(function: Callable) -> Callable:
+        @functools.wraps(function)
+        def handler(*args, **kwargs):
+            try:
+                return function(*args, **kwargs)
+            except UIError as error:
+                message = str(error)
+            except Exception as error:  # noqa: BLE001 - the page shows any failure; the server keeps serving
+                logger.exception("UI handler %s failed", function.__name__)
+                message = " ".join(f"Something went wrong ({type(error).__name__}: {error}).".split())
+            gr.Warning(message)
+            values: list[Any] = [gr.skip()] * outputs
+            values[status_index] = _message(message, ok=False)
+            return tuple(values)
+
+        return handler
+
+    return wrap
+
+
+def build_app(runner: EditRunner, *, examples: Sequence[tuple[str, Any]] | None = None,
+              workdir: str | None = None, title: str = "dragnext") -> gr.Blocks:
+    """The page, editing with ``runner`` (an :class:`EditRunner` holding the model, loaded once).
+
+    ``examples``: ``(label, H x W x 3 uint8 image)`` pairs offered as example scenes (default: the demo's
+    scenes). ``workdir``: where downloads and restored uploads are written (default: a temporary folder
+    removed at exit).
+    """
+    if examples is None:
+        from ..demo import example_edits
+
+        examples = [(f"Example scene {i + 1}", edit.request.image) for i, edit in enumerate(example_edits())]
+    if workdir is None:
+        workdir = tempfile.mkdtemp(prefix="dragnext-ui-")
+        atexit.register(shutil.rmtree, workdir, True)
+    defaults = Settings.from_config(runner.base_config)
+
+    with gr.Blocks(title=title, analytics_enabled=False) as app:
+        session_state = gr.State(Session())
+        gr.Markdown(INTRO)
+        status = gr.Markdown("Upload an image or pick an example scene.", elem_id="status")
+
+        with gr.Row():
+            with gr.Column(scale=1, min_width=260):
+                gr.Markdown("### 1. Image")
+                upload = gr.UploadButton("Upload an image", file_types=["image"], type="filepath",
+                                         elem_id="upload")
+                example_buttons = [gr.Button(label, size="sm", elem_id=f"example-{i}")
+                                   for i, (label, _) in enumerate(examples)]
+                restore_files = gr.File(label="Load an instruction file (.zip, or .json with its PNGs)",
+                                        file_count="multiple", file_types=[".zip", ".json", ".png"],
+                                        type="filepath", elem_id="restore", height=120)
+            with gr.Column(scale=2, min_width=320):
+                gr.Markdown("### 2. Paint the handle region")
+                region_editor = gr.ImageEditor(
+                    label="Handle region", type="numpy", image_mode="RGBA", format="png", sources=(),
+                    transforms=(), layers=False, canvas_size=(512, 512), height=560,
+                    brush=gr.Brush(colors=[REGION_BRUSH], color_mode="fixed", default_size=20),
+                    eraser=gr.Eraser(default_size=20), elem_id="region-editor",
+                )
+            with gr.Column(scale=2, min_width=320):
+                gr.Markdown("### 3. Type and points")
+                op_type = gr.Radio(list(OPERATION_TYPES), value="translate", label="Operation type",
+                                   elem_id="op-type")
+                points = gr.Image(label="Click: handle, target (then center for rotate/scale)", type="numpy",
+                                  interactive=False, buttons=[], elem_id="points", height=420)
+                with gr.Row():
+                    clear_points = gr.Button("Clear points", size="sm", elem_id="clear-points")
+                    add_op = gr.Button("Add operation", variant="primary", elem_id="add-op")
+
+        with gr.Row():
+            with gr.Column(scale=3):
+                table = gr.Dataframe(headers=TABLE_HEADERS, value=[], interactive=False, label="Operations",
+                                     elem_id="operations")
+            with gr.Column(scale=1, min_width=220):
+                remove_choice = gr.Dropdown(choices=[], label="Operation to remove", elem_id="remove-choice")
+                remove = gr.Button("Remove operation", size="sm", elem_id="remove-op")
+
+        with gr.Accordion("Editable mask (optional: paint where the image may change)", open=False):
+            editable_editor = gr.ImageEditor(
+                label="Editable mask", type="numpy", image_mode="RGBA", format="png", sources=(), transforms=(),
+                layers=False, canvas_size=(512, 512), height=560,
+                brush=gr.Brush(colors=[EDITABLE_BRUSH], color_mode="fixed", default_size=24),
+                elem_id="editable-editor",
+            )
+        with gr.Accordion("Settings", open=False):
+            with gr.Row():
+                steps = gr.Number(defaults.steps, label="DDIM steps", precision=0, minimum=1, elem_id="steps")
+                pbsi = gr.Number(defaults.pbsi_timesteps, label="PBSI timesteps", precision=0, minimum=0,
+                                 elem_id="pbsi")
+                iterations = gr.Number(defaults.iterations, label="K (Adam steps per timestep)", precision=0,
+                                       minimum=1, elem_id="iterations")
+                learning_rate = gr.Number(defaults.learning_rate, label="Learning rate", elem_id="lr")
+                seed = gr.Number(defaults.seed, label="Seed", precision=0, minimum=0, elem_id="seed")
+            with gr.Row():
+                lora = gr.Checkbox(defaults.lora, label="Identity LoRA (Stable Diffusion only)", elem_id="lora")
+                prompt = gr.Textbox("", label="Prompt (Stable Diffusion only)", elem_id="prompt")
+
+        with gr.Row():
+            run = gr.Button("Run", variant="primary", elem_id="run")
+            save = gr.Button("Download instructions only", elem_id="save")
+        with gr.Row():
+            input_view = gr.Image(label="Input + instructions", interactive=False, elem_id="input-view",
+                                  buttons=[], height=420)
+            result_view = gr.Image(label="Result", interactive=False, elem_id="result", height=420,
+                                   buttons=["download", "fullscreen"])
+        downloads = gr.File(label="Downloads: edited image, instruction file", file_count="multiple",
+                            interactive=False, elem_id="downloads")
+
+        # ------------------------------------------------------------------------------------------------
+        # Handlers. Each returns values for its outputs, in order; errors go to the status line.
+
+        page_outputs = [session_state, region_editor, editable_editor, points, table, remove_choice, prompt,
+                        input_view, result_view, downloads, status]
+
+        def show_session(session: Session, kind: str, message: str) -> tuple:
+            image = session.require_image()
+            background = to_display(image, image.shape)
+            mask = session.editable_mask
+            editable_layers = [] if mask is None else [mask_to_layer(mask, alpha=round(255 * EDITABLE_BRUSH[1]))]
+            return (session, _editor_value(background), _editor_value(background, editable_layers),
+                    session.points_view(kind), _table(session), _choices(session), session.prompt, None, None,
+                    None, _message(message))
+
+        @_reports_errors(len(page_outputs), -1)
+        def load_upload(session: Session, kind: str, path: str | None) -> tuple:
+            if not path:
+                raise UIError("No file was uploaded.")
+            session.load_image(read_image_file(path), os.path.basename(path))
+            height, width = session.shape[:2]
+            return show_session(session, kind, f"Loaded {session.name} ({width}x{height}). Paint the handle region, "
+                                               "then click the points.")
+
+        def example_loader(index: int) -> Callable:
+            @_reports_errors(len(page_outputs), -1)
+            def load_example(session: Session, kind: str) -> tuple:
+                label, image = examples[index]
+                session.load_image(image, label)
+                height, width = session.shape[:2]
+                return show_session(session, kind, f"Loaded {label} ({width}x{height}, shown "
+                                                   f"{display_size(height, width)[1] // width}x larger). "
+                                                   "Paint the handle region, then click the points.")
+
+            return load_example
+
+        @_reports_errors(len(page_outputs), -1)
+        def load_instruction_file(session: Session, kind: str, files: list[str] | None) -> tuple:
+            request = read_instruction_upload(files or [], workdir)
+            session.restore(request, request.source or "")
+            count = len(session.operations)
+            return show_session(session, kind, f"Restored {request.source}: {count} operation"
+                                               f"{'s' if count != 1 else ''}. Press Run to edit.")
+
+        def painted(session: Session, value: Any):
+            """The strokes of an image editor as a mask of the session's image (None: nothing painted)."""
+            return layers_to_mask(value, session.shape) if session.image is not None else None
+
+        @_reports_errors(3, -1)
+        def click(session: Session, kind: str, region_value: Any, event: gr.SelectData) -> tuple:
+            message = session.click(event.index, kind)
+            return session, session.points_view(kind, painted(session, region_value)), _message(message)
+
+        @_reports_errors(3, -1)
+        def refresh_points(session: Session, kind: str, region_value: Any) -> tuple:
+            if session.image is None:
+                return session, None, _message(session.hint(kind))
+            return session, session.points_view(kind, painted(session, region_value)), _message(session.hint(kind))
+
+        @_reports_errors(3, -1)
+        def clear(session: Session, kind: str, region_value: Any) -> tuple:
+            session.clear_points()
+            return refresh_points(session, kind, region_value)
+
+        @_reports_errors(6, -1)
+        def add_operation(session: Session, kind: str, region_value: Any) -> tuple:
+            image = session.require_image()
+            operation = session.add_operation(kind, painted(session, region_value))
+            count = len(session.operations)
+            return (session, _editor_value(to_display(image, image.shape)), session.points_view(kind),
+                    _table(session), _choices(session),
+                    _message(f"Added operation {count} ({operation.type}, {int(operation.region.sum())} px region). "
+                             "Add another or press Run."))
+
+        @_reports_errors(5, -1)
+        def remove_operation(session: Session, kind: str, index: Any) -> tuple:
+            removed = session.remove_operation(index)
+            return (session, session.points_view(kind), _table(session), _choices(session),
+                    _message(f"Removed a {removed.type} operation."))
+
+        @_reports_errors(4, -1)
+        def run_edit(session: Session, editable_value: Any, steps_value, pbsi_value, k_value, lr_value, lora_value,
+                     seed_value, prompt_value: str, progress=gr.Progress()) -> tuple:  # noqa: B008 - Gradio's API
+            def report(phase: str, done: int, total: int) -> None:
+                progress((done, total), desc=phase, unit="steps")
+
+            settings = Settings(steps_value, pbsi_value, k_value, lr_value, lora_value, seed_value)
+            outcome = runner.run(session, painted(session, editable_value), settings, prompt_value, workdir,
+                                 progress=report)
+            if not outcome.ok:
+                raise UIError(outcome.message)
+            return (outcome.input_view, outcome.result_view, [str(p) for p in outcome.files],
+                    _message(outcome.message))
+
+        @_reports_errors(2, -1)
+        def save_instructions(session: Session, editable_value: Any, prompt_value: str) -> tuple:
+            request = session.request(painted(session, editable_value), prompt_value)
+            archive = write_instruction_archive(request, new_folder(workdir, "save"))
+            return [str(archive)], _message("Instruction file ready in Downloads.")
+
+        # ------------------------------------------------------------------------------------------------
+        # Wiring
+
+        # Page handlers share one queue, so a quick click and a type change of the same tab cannot overtake each
+        # other (they take milliseconds); edits have their own queue of one, so the page stays usable meanwhile.
+        page = {"concurrency_limit": 1, "concurrency_id": "page"}
+        upload.upload(load_upload, [session_state, op_type, upload], page_outputs, **page)
+        for index, button in enumerate(example_buttons):
+            button.click(example_loader(index), [session_state, op_type], page_outputs, **page)
+        restore_files.upload(load_instruction_file, [session_state, op_type, restore_files], page_outputs, **page)
+        points.select(click, [session_state, op_type, region_editor], [session_state, points, status], **page)
+        op_type.change(refresh_points, [session_state, op_type, region_editor], [session_state, points, status],
+                       **page)
+        clear_points.click(clear, [session_state, op_type, region_editor], [session_state, points, status], **page)
+        add_op.click(add_operation, [session_state, op_type, region_editor],
+                     [session_state, region_editor, points, table, remove_choice, status], **page)
+        remove.click(remove_operation, [session_state, op_type, remove_choice],
+                     [session_state, points, table, remove_choice, status], **page)
+        settings_inputs = [steps, pbsi, iterations, learning_rate, lora, seed, prompt]
+        run.click(run_edit, [session_state, editable_editor, *settings_inputs],
+                  [input_view, result_view, downloads, status], concurrency_limit=1, concurrency_id="edit")
+        save.click(save_instructions, [session_state, editable_editor, prompt], [downloads, status], **page)
+
+    app.queue(default_concurrency_limit=1)
+    return app
+
+
+def _table(session: Session):
+    return gr.Dataframe(value=session.operation_rows(), headers=TABLE_HEADERS)
+
+
+def _choices(session: Session):
+    choices = session.operation_choices()
+    return gr.Dropdown(choices=choices, value=choices[-1][1] if choices else None)
+
+
+def launch(app: gr.Blocks, host: str = "127.0.0.1", port: int = 7860, share: bool = False, **kwargs: Any) -> None:
+    """Serve the page (blocking): loopback unless ``host`` says otherwise, a share link only if asked."""
+    app.launch(server_name=host, server_port=port, share=share, theme=THEME, css=CSS, ssr_mode=False,
+               max_file_size=f"{MAX_UPLOAD_MB}mb", show_error=False, footer_links=[], **kwargs)

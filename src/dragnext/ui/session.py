@@ -1,0 +1,578 @@
+"""The web UI's logic, without Gradio: clicks and painted strokes in, a validated :class:`DragRequest` out.
+
+Everything the page does that is not layout lives here as plain code with unit tests
+(``tests/test_ui_logic.py``); ``app.py`` only wires these functions to Gradio components.
+
+Coordinates. The page shows every image at a *display size* (:func:`display_size`): a 64 px scene is
+enlarged by an integer factor so it can be painted and clicked, a large photo is shrunk to at most
+:data:`MAX_DISPLAY_SIDE` px. Gradio reports a click as ``[x, y]`` pixel indices of the displayed picture
+(its natural size, whatever the CSS size), and the painted layers come back at the displayed size.
+:func:`display_to_image_point` and :func:`layers_to_mask` map both back to the input image's pixels, once,
+here; nothing else converts coordinates.
+
+Choices:
+
+- A click lands on the image pixel that contains the centre of the clicked display pixel, so points are
+  whole pixels (they read well in the instruction file and the operations list).
+- A painted layer pixel counts when its alpha is nonzero (greyscale or RGB layers: when nonzero), and an
+  image pixel is inside the region when at least half of its display pixels are painted (box filter).
+- Clicks fill the points in the order handle, target, then center for ``rotate`` and ``scale``; a click
+  after the last needed point starts over with a new handle. Changing the type keeps the clicks, so a
+  third click can still add a center after switching from translate to rotate.
+- Limits: an upload may be at most :data:`MAX_UPLOAD_MB` MB and :data:`MAX_SIDE` px on each side (the
+  edit runs at the image's own size), at least :data:`MIN_SIDE` px.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import secrets
+import shutil
+import zipfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageDraw, UnidentifiedImageError
+
+from ..config import ConfigError, EditConfig
+from ..instructions import (
+    NEEDS_CENTER,
+    OPERATION_TYPES,
+    DragRequest,
+    InstructionError,
+    Operation,
+    load_instructions,
+    make_operation,
+    save_instructions,
+    validate_request,
+)
+from ..visualize import CENTER_COLOR, HANDLE_COLOR, TARGET_COLOR, display_scale, draw_instructions
+
+MAX_UPLOAD_MB = 20  # per uploaded file (an image, an instruction JSON or PNG, a .zip)
+MAX_UPLOAD_BYTES = MAX_UPLOAD_MB * 1024 * 1024
+MAX_SIDE = 4096  # px per side of an input image
+MIN_SIDE = 8  # px per side: smaller is not an image one can paint a region on
+MAX_DISPLAY_SIDE = 1024  # larger images are shown shrunk to this (clicks and strokes are mapped back)
+MIN_DISPLAY_SIDE = 512  # smaller images are enlarged by an integer factor to about this (a 64 px scene: 8x)
+MAX_ARCHIVE_MEMBERS = 64  # files in an uploaded .zip
+MAX_ARCHIVE_BYTES = 256 * 1024 * 1024  # uncompressed size of an uploaded .zip
+
+PENDING_TINT = (0, 200, 255)  # the region being painted, before "add operation" (added ones are yellow)
+
+Point = tuple[float, float]
+
+
+class UIError(ValueError):
+    """Something the user can fix; the message is one sentence shown in the page."""
+
+
+def point_names(op_type: str) -> tuple[str, ...]:
+    """The points an operation of this type needs, in click order."""
+    if op_type not in OPERATION_TYPES:
+        raise UIError(f"Choose the operation type: one of {', '.join(OPERATION_TYPES)}.")
+    return ("handle", "target", "center") if op_type in NEEDS_CENTER else ("handle", "target")
+
+
+def _format_point(point: Point | None) -> str:
+    if point is None:
+        return ""
+    return "(" + ", ".join(str(int(v)) if float(v).is_integer() else f"{v:.1f}" for v in point) + ")"
+
+
+# --------------------------------------------------------------------------------------------------------
+# Images in and out of the page
+
+
+def check_image_size(width: int, height: int) -> None:
+    if width > MAX_SIDE or height > MAX_SIDE:
+        raise UIError(f"The image is {width}x{height} pixels; the limit is {MAX_SIDE} pixels per side. "
+                      "Resize it first.")
+    if width < MIN_SIDE or height < MIN_SIDE:
+        raise UIError(f"The image is {width}x{height} pixels; it must be at least {MIN_SIDE} pixels per side.")
+
+
+def check_file_size(path: str | os.PathLike[str], what: str = "The file") -> None:
+    size = os.path.getsize(path)
+    if size > MAX_UPLOAD_BYTES:
+        raise UIError(f"{what} is {size / 1024 / 1024:.1f} MB; the limit is {MAX_UPLOAD_MB} MB.")
+
+
+def read_image_file(path: str | os.PathLike[str]) -> np.ndarray:
+    """An uploaded image as ``H x W x 3`` uint8 RGB, after the size limits; transparency becomes white.
+
+    The pixel size is checked from the header, before the pixels are decoded.
+    """
+    check_file_size(path, "The image")
+    try:
+        with Image.open(path) as opened:
+            check_image_size(*opened.size)
+            opened.load()
+            picture = opened
+            if picture.mode == "P":
+                picture = picture.convert("RGBA")
+            if picture.mode in ("RGBA", "LA", "PA") or "transparency" in picture.info:
+                rgba = picture.convert("RGBA")
+                white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+                picture = Image.alpha_composite(white, rgba)
+            return np.asarray(picture.convert("RGB")).copy()
+    except UnidentifiedImageError:
+        raise UIError("That file is not an image PIL can read (PNG, JPEG, WebP, ...).") from None
+    except Image.DecompressionBombError:
+        raise UIError(f"The image has too many pixels; the limit is {MAX_SIDE} pixels per side.") from None
+    except (OSError, ValueError, SyntaxError) as error:
+        raise UIError(f"Cannot read the image: {error}.") from None
+
+
+def display_size(height: int, width: int) -> tuple[int, int]:
+    """``(height, width)`` at which an image is shown: small ones enlarged by an integer factor (as
+    :func:`dragnext.visualize.display_scale`), large ones shrunk to :data:`MAX_DISPLAY_SIDE`."""
+    longest = max(height, width)
+    if longest > MAX_DISPLAY_SIDE:
+        ratio = MAX_DISPLAY_SIDE / longest
+        return max(1, round(height * ratio)), max(1, round(width * ratio))
+    zoom = max(1, min(display_scale(height, width, MIN_DISPLAY_SIDE), MAX_DISPLAY_SIDE // longest))
+    return height * zoom, width * zoom
+
+
+def to_display(picture: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """Resize a picture made for an image of ``shape`` (or already zoomed) to that image's display size."""
+    height, width = display_size(*shape[:2])
+    if picture.shape[:2] == (height, width):
+        return picture
+    resample = Image.NEAREST if picture.shape[0] < height else Image.LANCZOS
+    return np.asarray(Image.fromarray(np.asarray(picture, np.uint8)).resize((width, height), resample))
+
+
+def display_to_image_point(index: Sequence[float] | None, shape: tuple[int, ...]) -> Point:
+    """A click at display pixel ``index = [x, y]`` as an ``(x, y)`` pixel of the image of ``shape``."""
+    height, width = shape[:2]
+    if index is None or len(index) != 2:
+        raise UIError("Click inside the image.")
+    display_height, display_width = display_size(height, width)
+    cx, cy = float(index[0]), float(index[1])
+    if not (0 <= cx < display_width and 0 <= cy < display_height):
+        raise UIError(f"The point ({cx:g}, {cy:g}) lies outside the {display_width}x{display_height} picture.")
+    x = min(width - 1, math.floor((cx + 0.5) * width / display_width))
+    y = min(height - 1, math.floor((cy + 0.5) * height / display_height))
+    return (float(x), float(y))
+
+
+def _layer_coverage(layer: Any) -> np.ndarray | None:
+    """A layer's painted pixels as an ``H x W`` bool array (alpha > 0, or nonzero without alpha)."""
+    if layer is None:
+        return None
+    if isinstance(layer, (str, os.PathLike)):
+        with Image.open(layer) as opened:
+            layer = np.asarray(opened.convert("RGBA"))
+    array = np.asarray(layer)
+    if array.ndim == 2:
+        painted = array > 0
+    elif array.ndim == 3 and array.shape[2] in (2, 4):
+        painted = array[..., -1] > 0
+    elif array.ndim == 3:
+        painted = array.max(axis=2) > 0
+    else:
+        raise UIError(f"Unexpected painted layer of shape {array.shape}.")
+    return painted
+
+
+def layers_to_mask(value: Any, shape: tuple[int, ...]) -> np.ndarray | None:
+    """The strokes painted in a Gradio ``ImageEditor`` as an ``H x W`` bool mask of the image of ``shape``.
+
+    ``value`` is the editor's value (a dict with ``layers``), or a list of layers, or one layer; layers are
+    RGBA / greyscale numpy arrays (or file paths) at display size. Returns ``None`` when nothing is painted.
+    """
+    if value is None:
+        return None
+    layers = value.get("layers") if isinstance(value, dict) else value
+    if layers is None:
+        return None
+    if isinstance(layers, (np.ndarray, str, os.PathLike)):
+        layers = [layers]
+    union: np.ndarray | None = None
+    for layer in layers:
+        painted = _layer_coverage(layer)
+        if painted is None:
+            continue
+        if union is not None and union.shape != painted.shape:
+            raise UIError("The painted layers have different sizes; clear them and paint again.")
+        union = painted if union is None else union | painted
+    if union is None or not union.any():
+        return None
+    height, width = shape[:2]
+    coverage = Image.fromarray(union.astype(np.uint8) * np.uint8(255)).resize((width, height), Image.BOX)
+    mask = np.asarray(coverage) >= 128
+    return mask if mask.any() else None
+
+
+def mask_to_layer(mask: np.ndarray, color: tuple[int, int, int] = (255, 255, 255), alpha: int = 255) -> np.ndarray:
+    """A bool mask as an RGBA layer at display size (``color`` with ``alpha`` inside), to restore painted strokes."""
+    height, width = display_size(*mask.shape)
+    zoomed = Image.fromarray(mask.astype(np.uint8) * np.uint8(255)).resize((width, height), Image.NEAREST)
+    layer = np.zeros((height, width, 4), dtype=np.uint8)
+    inside = np.asarray(zoomed) > 0
+    layer[inside] = (*color, alpha)
+    return layer
+
+
+def _display_point(point: Point, shape: tuple[int, ...]) -> tuple[float, float]:
+    height, width = shape[:2]
+    display_height, display_width = display_size(height, width)
+    return ((point[0] + 0.5) * display_width / width - 0.5, (point[1] + 0.5) * display_height / height - 0.5)
+
+
+# --------------------------------------------------------------------------------------------------------
+# The session: one browser tab's image, operations and pending clicks
+
+
+def _strip_operation_prefix(message: str) -> str:
+    """``operations[0].handle: ...`` -> ``handle: ...`` for the one operation being added."""
+    return message.removeprefix("operations[0].").removeprefix("operations[0]: ")
+
+
+@dataclass
+class Session:
+    image: np.ndarray | None = None  # H x W x 3 uint8
+    operations: list[Operation] = field(default_factory=list)
+    points: list[Point] = field(default_factory=list)  # pending clicks: handle, target, center
+    editable_mask: np.ndarray | None = None  # restored from an instruction file (the page shows it as strokes)
+    prompt: str = ""
+    name: str = ""  # where the image came from, for messages
+
+    # --- image
+
+    def load_image(self, image: np.ndarray, name: str = "") -> None:
+        image = np.asarray(image)
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            raise UIError("The image must be RGB.")
+        check_image_size(image.shape[1], image.shape[0])
+        self.image = np.ascontiguousarray(image)
+        self.operations = []
+        self.points = []
+        self.editable_mask = None
+        self.prompt = ""
+        self.name = name
+
+    def require_image(self) -> np.ndarray:
+        if self.image is None:
+            raise UIError("Load an image first: upload one or pick an example scene.")
+        return self.image
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.require_image().shape
+
+    # --- points
+
+    def next_point(self, op_type: str) -> str | None:
+        """The name of the point the next click sets, or None when all are set (the next click restarts)."""
+        names = point_names(op_type)
+        return names[len(self.points)] if len(self.points) < len(names) else None
+
+    def click(self, display_index: Sequence[float] | None, op_type: str) -> str:
+        """Record a click on the displayed image; return what happened and what to do next."""
+        image = self.require_image()
+        names = point_names(op_type)
+        point = display_to_image_point(display_index, image.shape)
+        if len(self.points) >= len(names):
+            self.points = []
+        self.points.append(point)
+        name = names[len(self.points) - 1]
+        following = self.next_point(op_type)
+        if following is None:
+            return f"{name.capitalize()} set at {_format_point(point)}. All points set: press Add operation."
+        return f"{name.capitalize()} set at {_format_point(point)}. Next: click the {following}."
+
+    def clear_points(self) -> None:
+        self.points = []
+
+    def pending(self, op_type: str) -> dict[str, Point]:
+        """The pending clicks by name (a center clicked before switching to translate is kept, not drawn)."""
+        return dict(zip(("handle", "target", "center"), self.points, strict=False))
+
+    def hint(self, op_type: str) -> str:
+        following = self.next_point(op_type)
+        if self.image is None:
+            return "Upload an image or pick an example scene."
+        if following is None:
+            return "All points set: press Add operation (a click starts over)."
+        count = ("first", "second", "third")[len(self.points)]
+        return f"Next click ({count}) sets the {following} of the {op_type} operation."
+
+    # --- operations
+
+    def add_operation(self, op_type: str, region: np.ndarray | None) -> Operation:
+        """Turn the painted region and the clicks into an operation, validated; clears the pending clicks."""
+        image = self.require_image()
+        names = point_names(op_type)
+        if region is None or not np.asarray(region).any():
+            raise UIError("The handle region is empty: paint over the part of the image to move.")
+        region = np.asarray(region, dtype=bool)
+        if region.shape != image.shape[:2]:
+            raise UIError(f"The region is {region.shape[1]}x{region.shape[0]} but the image is "
+                          f"{image.shape[1]}x{image.shape[0]}; paint it again.")
+        points = dict(zip(names, self.points, strict=False))
+        if "handle" not in points:
+            raise UIError("Click the handle point first: a point on the region.")
+        if "target" not in points:
+            raise UIError("Click the target point: where the handle should go.")
+        if "center" in names and "center" not in points:
+            raise UIError(f"A {op_type} operation needs a center: click it after the target (third click).")
+        operation = make_operation(op_type, region, points["handle"], points["target"], points.get("center"))
+        try:
+            validate_request(DragRequest(image=image, operations=(operation,)))
+        except InstructionError as error:
+            raise UIError(_strip_operation_prefix(str(error))) from None
+        self.operations.append(operation)
+        self.points = []
+        return operation
+
+    def remove_operation(self, index: int | None) -> Operation:
+        if not self.operations:
+            raise UIError("There is no operation to remove.")
+        if index is None or not 0 <= int(index) < len(self.operations):
+            raise UIError("Choose the operation to remove.")
+        return self.operations.pop(int(index))
+
+    def operation_rows(self) -> list[list[Any]]:
+        """One row per operation for the page's table: number, type, handle, target, center, region size."""
+        return [
+            [i + 1, op.type, _format_point(op.handle), _format_point(op.target), _format_point(op.center),
+             int(op.region.sum())]
+            for i, op in enumerate(self.operations)
+        ]
+
+    def operation_choices(self) -> list[tuple[str, int]]:
+        return [(f"{i + 1}: {op.type} {_format_point(op.handle)} -> {_format_point(op.target)}", i)
+                for i, op in enumerate(self.operations)]
+
+    # --- the request
+
+    def request(self, editable_mask: np.ndarray | None = None, prompt: str | None = None) -> DragRequest:
+        """The :class:`DragRequest` of the session, validated (``editable_mask`` None: everything may change)."""
+        image = self.require_image()
+        if not self.operations:
+            raise UIError("Add at least one operation before running: paint a region, click the points, "
+                          "press Add operation.")
+        if editable_mask is not None and not np.asarray(editable_mask).any():
+            editable_mask = None
+        request = DragRequest(image=image, operations=tuple(self.operations), editable_mask=editable_mask,
+                              prompt=self.prompt if prompt is None else prompt)
+        try:
+            return validate_request(request)
+        except InstructionError as error:
+            raise UIError(str(error)) from None
+
+    def restore(self, request: DragRequest, name: str = "") -> None:
+        """Make the session hold ``request`` (loaded from an instruction file)."""
+        check_image_size(request.image.shape[1], request.image.shape[0])
+        self.image = np.ascontiguousarray(request.image)
+        self.operations = list(request.operations)
+        self.points = []
+        self.editable_mask = request.editable_mask
+        self.prompt = request.prompt
+        self.name = name
+
+    # --- pictures
+
+    def overlay(self, editable_mask: np.ndarray | None = None) -> np.ndarray:
+        """The image at display size with the added operations drawn over it."""
+        return overlay(self.require_image(), self.operations, editable_mask)
+
+    def points_view(self, op_type: str, region: np.ndarray | None = None) -> np.ndarray:
+        """:meth:`overlay` plus the pending region (tinted cyan) and the pending clicks (dots and an arrow)."""
+        image = self.require_image()
+        base = image
+        if region is not None and region.shape == image.shape[:2]:
+            tinted = 0.55 * image.astype(np.float32) + 0.45 * np.asarray(PENDING_TINT, np.float32)
+            base = np.where(region[..., None], tinted, image.astype(np.float32)).round().astype(np.uint8)
+        height, width = image.shape[:2]
+        zoom = max(1, display_size(height, width)[0] // height)
+        picture = Image.fromarray(to_display(draw_instructions(base, self.operations, scale=zoom), image.shape))
+        draw = ImageDraw.Draw(picture)
+        display_height = picture.height
+        radius = max(3, display_height // 80)
+        line = max(2, radius // 2)
+        pending = self.pending(op_type)
+        spots = {name: _display_point(point, image.shape) for name, point in pending.items()}
+        if "center" in spots and op_type in NEEDS_CENTER and "handle" in spots:
+            draw.line([spots["center"], spots["handle"]], fill=CENTER_COLOR, width=max(1, line // 2))
+        if "handle" in spots and "target" in spots:
+            draw.line([spots["handle"], spots["target"]], fill=(255, 255, 255), width=line)
+            _arrow_head(draw, spots["handle"], spots["target"], line)
+        colors = {"handle": HANDLE_COLOR, "target": TARGET_COLOR, "center": CENTER_COLOR}
+        for name, (x, y) in spots.items():
+            if name == "center" and op_type not in NEEDS_CENTER:
+                continue
+            box = [x - radius, y - radius, x + radius, y + radius]
+            draw.ellipse(box, fill=colors[name], outline=(0, 0, 0), width=1)
+        return np.asarray(picture)
+
+
+def overlay(image: np.ndarray, operations: Sequence[Operation], editable_mask: np.ndarray | None = None) -> np.ndarray:
+    """``image`` at display size with the regions tinted and the handle -> target arrows drawn
+    (:func:`dragnext.visualize.draw_instructions`); outside the editable mask darkened."""
+    height, width = image.shape[:2]
+    zoom = max(1, display_size(height, width)[0] // height)
+    return to_display(draw_instructions(image, operations, editable_mask, scale=zoom), image.shape)
+
+
+def _arrow_head(draw: ImageDraw.ImageDraw, start: tuple[float, float], end: tuple[float, float], width: int) -> None:
+    angle = math.atan2(end[1] - start[1], end[0] - start[0])
+    size = 4 * width
+    for side in (-1, 1):
+        tip = (end[0] - size * math.cos(angle + side * 0.45), end[1] - size * math.sin(angle + side * 0.45))
+        draw.line([end, tip], fill=(255, 255, 255), width=width)
+
+
+# --------------------------------------------------------------------------------------------------------
+# Settings
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The settings the page shows (the rest of :class:`EditConfig` comes from the backbone's preset)."""
+
+    steps: Any
+    pbsi_timesteps: Any
+    iterations: Any
+    learning_rate: Any
+    lora: bool
+    seed: Any
+
+    @classmethod
+    def from_config(cls, config: EditConfig, seed: int = 0) -> Settings:
+        return cls(config.num_steps, config.pbsi_timesteps, config.iterations, config.learning_rate, config.lora,
+                   seed)
+
+
+def _whole(value: Any, label: str, minimum: int) -> int:
+    if value is None or (isinstance(value, str) and not value.strip()):
+        raise UIError(f"{label}: enter a number.")
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise UIError(f"{label}: {value!r} is not a number.") from None
+    if not number.is_integer() or number < minimum:
+        raise UIError(f"{label}: must be a whole number of at least {minimum}, got {value:g}.")
+    return int(number)
+
+
+def config_from_settings(base: EditConfig, settings: Settings) -> tuple[EditConfig, int]:
+    """The :class:`EditConfig` (``base`` with the page's settings) and the seed; messages name the field."""
+    steps = _whole(settings.steps, "Steps", 1)
+    pbsi = _whole(settings.pbsi_timesteps, "PBSI timesteps", 0)
+    iterations = _whole(settings.iterations, "K (Adam steps per timestep)", 1)
+    seed = _whole(settings.seed, "Seed", 0)
+    try:
+        learning_rate = float(settings.learning_rate)
+    except (TypeError, ValueError):
+        raise UIError(f"Learning rate: {settings.learning_rate!r} is not a number.") from None
+    if not (math.isfinite(learning_rate) and learning_rate > 0):
+        raise UIError(f"Learning rate: must be a positive number, got {learning_rate:g}.")
+    try:
+        config = base.override(num_steps=steps, pbsi_timesteps=pbsi, iterations=iterations,
+                               learning_rate=learning_rate, lora=bool(settings.lora))
+    except ConfigError as error:
+        raise UIError(str(error)) from None
+    return config, seed
+
+
+# --------------------------------------------------------------------------------------------------------
+# Instruction files: download (a .zip of the CLI's JSON + PNGs) and restore (that .zip, or JSON + PNGs)
+
+
+def new_folder(parent: str | os.PathLike[str], prefix: str) -> Path:
+    folder = Path(parent) / f"{prefix}-{secrets.token_hex(6)}"
+    folder.mkdir(parents=True)
+    return folder
+
+
+def write_instruction_archive(request: DragRequest, folder: str | os.PathLike[str],
+                              name: str = "instructions") -> Path:
+    """Write ``request`` with :func:`save_instructions` into ``folder/name/`` and zip that folder.
+
+    The archive holds ``name/instructions.json`` and its PNGs: unzipped, ``dragnext edit
+    name/instructions.json`` runs the same edit.
+    """
+    folder = Path(folder)
+    save_instructions(request, folder / name / "instructions.json")
+    archive = folder / f"{name}.zip"
+    with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_DEFLATED) as bundle:
+        for path in sorted((folder / name).iterdir()):
+            bundle.write(path, f"{name}/{path.name}")
+    return archive
+
+
+def _extract_archive(archive: Path, destination: Path) -> None:
+    """Extract a .zip refusing absolute paths, ``..``, links, too many files and too many bytes."""
+    try:
+        with zipfile.ZipFile(archive) as bundle:
+            members = [m for m in bundle.infolist() if not m.is_dir()]
+            if len(members) > MAX_ARCHIVE_MEMBERS:
+                raise UIError(f"The archive holds {len(members)} files; the limit is {MAX_ARCHIVE_MEMBERS}.")
+            if sum(m.file_size for m in members) > MAX_ARCHIVE_BYTES:
+                raise UIError(f"The archive unpacks to more than {MAX_ARCHIVE_BYTES // 1024 // 1024} MB.")
+            root = destination.resolve()
+            for member in members:
+                parts = Path(member.filename).parts
+                target = (destination / member.filename).resolve()
+                if member.filename.startswith(("/", "\\")) or ".." in parts or not target.is_relative_to(root):
+                    raise UIError(f"The archive holds an unsafe path: {member.filename!r}.")
+                if (member.external_attr >> 16) & 0o170000 == 0o120000:
+                    raise UIError(f"The archive holds a link: {member.filename!r}.")
+                target.parent.mkdir(parents=True, exist_ok=True)
+                with bundle.open(member) as source, open(target, "wb") as sink:
+                    shutil.copyfileobj(source, sink)
+    except zipfile.BadZipFile:
+        raise UIError("That .zip file is damaged or not a zip archive.") from None
+
+
+def _find_instruction_json(folder: Path) -> Path:
+    candidates = sorted(p for p in folder.rglob("*.json") if not any(part.startswith("__MACOSX") for part in p.parts))
+    if not candidates:
+        raise UIError("No instruction file (.json) found in the upload.")
+    if len(candidates) > 1:
+        named = [p for p in candidates if p.name == "instructions.json"]
+        if len(named) != 1:
+            raise UIError("The upload holds several .json files; upload one instruction file with its PNGs.")
+        return named[0]
+    return candidates[0]
+
+
+def read_instruction_upload(paths: Sequence[str | os.PathLike[str]] | str | os.PathLike[str],
+                            workdir: str | os.PathLike[str]) -> DragRequest:
+    """Load an uploaded instruction file: the .zip the page downloads, or a JSON file plus the PNGs it names."""
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    paths = [Path(p) for p in paths if p]
+    if not paths:
+        raise UIError("Choose an instruction file: the .zip this page downloads, or a .json with its PNGs.")
+    for path in paths:
+        check_file_size(path, f"'{path.name}'")
+    folder = new_folder(workdir, "restore")
+    archives = [p for p in paths if p.suffix.lower() == ".zip"]
+    if archives:
+        if len(paths) > 1:
+            raise UIError("Upload either one .zip or a .json with its PNGs, not both.")
+        _extract_archive(archives[0], folder)
+    else:
+        names = [p.name for p in paths]
+        if len(set(names)) != len(names):
+            raise UIError("Two uploaded files have the same name.")
+        for path in paths:
+            shutil.copyfile(path, folder / path.name)
+    json_path = _find_instruction_json(folder)
+    try:
+        request = load_instructions(json_path)
+    except InstructionError as error:
+        message = str(error).replace(str(json_path.parent) + os.sep, "").replace(str(json_path), json_path.name)
+        if "does not exist" in message:
+            message += "; upload the .json together with the PNGs it names, or the .zip this page downloads"
+        raise UIError(message) from None
+    check_image_size(request.image.shape[1], request.image.shape[0])
+    return replace(request, source=json_path.name)
