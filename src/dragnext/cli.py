@@ -62,7 +62,7 @@ def _output_path(value: str, flag: str) -> Path:
     return path
 
 
-def _parse_override(text: str):
+def parse_override(text: str):
     from .config import EditConfig
 
     key, sep, raw = text.partition("=")
@@ -92,7 +92,7 @@ def _parse_override(text: str):
 def _config_from_args(args):
     from .config import ConfigError, preset, preset_name_for_model
 
-    changes = dict(_parse_override(item) for item in args.set or [])
+    changes = dict(parse_override(item) for item in args.set or [])
     for flag, key in (("steps", "num_steps"), ("strength", "strength"), ("pbsi_timesteps", "pbsi_timesteps"),
                       ("iterations", "iterations"), ("lr", "learning_rate")):
         value = getattr(args, flag)
@@ -106,7 +106,7 @@ def _config_from_args(args):
         raise CliError(str(error), EXIT_BAD_INPUT) from None
 
 
-def _load_model(name: str, device: str | None, bf16: bool):
+def load_model(name: str, device: str | None, bf16: bool):
     import torch
 
     if not logging.getLogger().isEnabledFor(logging.INFO):
@@ -142,7 +142,7 @@ def command_edit(args) -> int:
     from .editor import DragEditor
     from .visualize import draw_instructions, side_by_side
 
-    backbone = _load_model(args.model, args.device, args.bf16)
+    backbone = load_model(args.model, args.device, args.bf16)
     bars = PhaseBars(enabled=not args.quiet)
     try:
         result = DragEditor(backbone, config)(request, seed=args.seed, progress=bars)
@@ -170,7 +170,7 @@ def command_demo(args) -> int:
 
     Path(args.output).expanduser().parent.mkdir(parents=True, exist_ok=True)
     output = _output_path(args.output, "-o/--output")
-    backbone = _load_model(args.model, args.device, args.bf16)
+    backbone = load_model(args.model, args.device, args.bf16)
     report = run_demo(backbone, output, progress=None if args.quiet else PhaseBars())
     print(report)
     return 0

@@ -80,7 +80,7 @@ class DragEditor:
         # 1. check inputs
         config = config or self.config
         validate_request(request)
-        _check_config(self.backbone, config)
+        check_config(self.backbone, config)
         report = progress or (lambda phase, done, total: None)
         timings: dict[str, float] = {}
         passes = PassCounts()
@@ -224,7 +224,7 @@ class DragEditor:
         return z.detach(), history
 
 
-def _check_config(backbone: Backbone, config: EditConfig) -> None:
+def check_config(backbone: Backbone, config: EditConfig) -> None:
     """Settings that depend on the model, checked before any work is done."""
     modules = dict(backbone.unet.named_modules())
     for block in config.feature_blocks:

@@ -12,7 +12,7 @@ import dataclasses
 import sys
 from typing import Any
 
-from ..cli import EXIT_BAD_INPUT, EXIT_FAILURE, CliError, _load_model, _parse_override
+from ..cli import EXIT_BAD_INPUT, EXIT_FAILURE, CliError, load_model, parse_override
 from ..config import ConfigError, EditConfig
 from .methods import FAST_SETTINGS, MAIN, MethodError, paper_config, resolve_methods
 
@@ -72,7 +72,7 @@ def _cost_only(args) -> int:
 
     import torch
 
-    from .convert import _write_text_atomic
+    from ..files import write_text_atomic
     from .cost import cost_comparison, cost_json, cost_markdown
 
     try:
@@ -85,8 +85,8 @@ def _cost_only(args) -> int:
         raise CliError(str(error), EXIT_BAD_INPUT) from None
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    _write_text_atomic(out / "cost.json", cost_json(report))
-    _write_text_atomic(out / "cost.md", cost_markdown(report))
+    write_text_atomic(out / "cost.json", cost_json(report))
+    write_text_atomic(out / "cost.md", cost_markdown(report))
     print(f"wrote {out / 'cost.md'}: ours / DragDiffusion time ratio {report.time_ratio:.3f} "
           f"({report.unet} UNet, {report.image_size} px, {report.device})")
     return 0
@@ -105,7 +105,7 @@ def _settings_text(config: EditConfig, note: dict[str, Any] | None = None) -> st
 def _bench(args) -> int:
     from pathlib import Path
 
-    from ..editor import _check_config
+    from ..editor import check_config
     from ..perceptual import load_distance
     from .convert import ConversionError
     from .report import write_report
@@ -122,7 +122,7 @@ def _bench(args) -> int:
     except MethodError as error:
         raise CliError(str(error), EXIT_BAD_INPUT) from None
     overrides = dict(FAST_SETTINGS) if args.fast else {}
-    overrides.update(dict(_parse_override(item) for item in args.set or []))
+    overrides.update(dict(parse_override(item) for item in args.set or []))
     try:
         distance = load_distance(args.perceptual)
     except RuntimeError as error:
@@ -139,11 +139,11 @@ def _bench(args) -> int:
         description += f"; first {len(samples)} samples"
 
     # 2. the model, once; every method's settings checked against it
-    backbone = _load_model(args.model, args.device, args.bf16)
+    backbone = load_model(args.model, args.device, args.bf16)
     try:
         configs = {spec.name: spec.config(backbone, overrides) for spec in methods}
         for config in configs.values():
-            _check_config(backbone, config)
+            check_config(backbone, config)
     except ConfigError as error:
         raise CliError(str(error), EXIT_BAD_INPUT) from None
     adapted = paper_config(backbone)[1]

@@ -36,7 +36,6 @@ import math
 import os
 import pickle
 import re
-import secrets
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -47,6 +46,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from ..files import write_text_atomic
 from ..instructions import DragRequest, InstructionError, make_operation, save_instructions, validate_request
 
 DATASETS = ("dragbench", "drag100")
@@ -353,15 +353,6 @@ _REGION_FILE = re.compile(r"region_(\d+)\.png")
 _CONVERTED_FILES = ("instructions.json", "image.png", "editable.png")
 
 
-def _write_text_atomic(path: Path, text: str) -> None:
-    temp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
-    try:
-        temp.write_text(text, encoding="utf-8")
-        os.replace(temp, path)
-    finally:
-        temp.unlink(missing_ok=True)
-
-
 def _remove_stale(folder: Path, operations: int) -> None:
     """Remove what an earlier conversion (recognised by its sidecar) left that this one does not rewrite."""
     if not (folder / SIDECAR_NAME).is_file():
@@ -407,7 +398,7 @@ def _convert(dataset: str, root: str | os.PathLike[str], out: str | os.PathLike[
             "region": region,
             "note": NOTE,
         }
-        _write_text_atomic(destination / SIDECAR_NAME, json.dumps(sidecar, indent=2) + "\n")
+        write_text_atomic(destination / SIDECAR_NAME, json.dumps(sidecar, indent=2) + "\n")
         report.converted.append(json_path)
     return report
 

@@ -19,12 +19,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..attention import self_attention_layers
-from ..baselines import DRAGDIFFUSION, Method, PointSettings, dragnext, identity, point_drag, warp_drag
 from ..config import PAPER, EditConfig, preset
-from ..models.base import Backbone
+
+if TYPE_CHECKING:  # the methods (and torch) load on first use, so `dragnext --help` and input errors stay fast
+    from ..baselines import Method
+    from ..models.base import Backbone
 
 MAIN = ("dragnext", "dragnext-tuned", "point", "warp", "identity")
 ABLATIONS = ("ablation-eta1", "ablation-pbsi1", "ablation-pbsi3", "ablation-pbsi5", "ablation-pbsi7",
@@ -33,7 +34,7 @@ GROUPS = {"main": MAIN, "ablations": ABLATIONS, "all": MAIN + ABLATIONS}
 
 # --fast: few steps, for smoke tests and trying things out; applied before --set.
 FAST_SETTINGS: dict[str, Any] = {"num_steps": 20, "iterations": 3, "lora_steps": 8}
-FAST_POINT = PointSettings(max_iterations=10)
+FAST_POINT_ITERATIONS = 10  # --fast: the point method's iteration cap
 
 
 class MethodError(ValueError):
@@ -43,7 +44,7 @@ class MethodError(ValueError):
 @dataclass(frozen=True)
 class MethodSpec:
     name: str
-    run: Method
+    run: Method  # noqa: F821 - resolved lazily, see TYPE_CHECKING above
     base: str  # "paper" or "tuned"
     changes: Mapping[str, Any] = field(default_factory=dict)  # the method's defining settings, applied last
     description: str = ""
@@ -56,6 +57,8 @@ class MethodSpec:
 
 def paper_config(backbone: Backbone) -> tuple[EditConfig, dict[str, Any]]:
     """``PAPER``, with the settings that name model parts the backbone lacks taken from its preset; and those."""
+    from ..attention import self_attention_layers
+
     tuned = preset(backbone.name)
     modules = dict(backbone.unet.named_modules())
     changes: dict[str, Any] = {}
@@ -67,8 +70,10 @@ def paper_config(backbone: Backbone) -> tuple[EditConfig, dict[str, Any]]:
 
 
 def registry(fast: bool = False) -> dict[str, MethodSpec]:
-    """Every method by name; ``fast`` caps the point method's iterations (``FAST_POINT``) as well."""
-    point = partial(point_drag, settings=FAST_POINT if fast else DRAGDIFFUSION)
+    """Every method by name; ``fast`` caps the point method's iterations (``FAST_POINT_ITERATIONS``) too."""
+    from ..baselines import DRAGDIFFUSION, PointSettings, dragnext, identity, point_drag, warp_drag
+
+    point = partial(point_drag, settings=PointSettings(max_iterations=FAST_POINT_ITERATIONS) if fast else DRAGDIFFUSION)
     specs = [
         MethodSpec("dragnext", dragnext, "paper", description="ours, the paper's settings"),
         MethodSpec("dragnext-tuned", dragnext, "tuned", description="ours, the backbone's tuned preset"),

@@ -12,9 +12,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from ..files import write_png_atomic
+from ..files import write_png_atomic, write_text_atomic
 from ..visualize import draw_instructions, side_by_side, stack_rows
-from .convert import _write_text_atomic
 from .runner import PASS_KEYS, RESULTS, read_results
 from .scoring import IF_KEYS
 from .suites import Sample
@@ -148,7 +147,7 @@ def write_report(out_dir: str | Path, samples: Sequence[Sample], methods: Sequen
     summary = summarise(rows, present)
     grids = write_grids(out_dir, rows, samples, present, grid_samples) if grid_samples > 0 else {}
     document = _jsonable({"info": dict(info), "methods": summary, "grids": grids})
-    _write_text_atomic(out_dir / SUMMARY, json.dumps(document, indent=2, allow_nan=False, default=str) + "\n")
+    write_text_atomic(out_dir / SUMMARY, json.dumps(document, indent=2, allow_nan=False, default=str) + "\n")
     with_truth = any(not math.isnan(row["iou"]) for row in rows if row["status"] == "ok")
     lines = ["# Benchmark report", ""]
     for key, value in info.items():
@@ -174,6 +173,6 @@ def write_report(out_dir: str | Path, samples: Sequence[Sample], methods: Sequen
         if len(failures) > 100:
             lines.append(f"- … and {len(failures) - 100} more (see results.csv)")
     path = out_dir / REPORT
-    _write_text_atomic(path, "\n".join(lines) + "\n")
+    write_text_atomic(path, "\n".join(lines) + "\n")
     return path
 

@@ -28,10 +28,9 @@ from typing import Any
 import torch
 
 from ..config import EditConfig
-from ..files import write_png_atomic
+from ..files import write_png_atomic, write_text_atomic
 from ..models.base import Backbone
 from ..perceptual import PerceptualDistance
-from .convert import _write_text_atomic
 from .methods import MethodSpec
 from .scoring import IF_KEYS, TRUTH_KEYS, score_sample
 from .suites import Sample, request_type
@@ -144,7 +143,7 @@ def record_run(out_dir: Path, info: Mapping[str, Any], configs: Mapping[str, Edi
                              "use another --out")
         record["methods"][name] = settings
     record.update({k: v for k, v in info.items() if k != "methods"})
-    _write_text_atomic(path, json.dumps(record, indent=2) + "\n")
+    write_text_atomic(path, json.dumps(record, indent=2) + "\n")
     return record
 
 
@@ -223,7 +222,7 @@ def run_benchmark(backbone: Backbone, samples: Sequence[Sample], methods: Sequen
                          "use another --out (tables never mix the two)")
     if retry_failed and any(row["status"] == "error" for row in rows):
         rows = [row for row in rows if row["status"] != "error"]
-        _write_text_atomic(results, _csv_text(rows))
+        write_text_atomic(results, _csv_text(rows))
     done = {(row["sample"], row["method"]) for row in rows}
     stats = RunStats()
     memory = PeakMemory(backbone.device)

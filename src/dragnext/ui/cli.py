@@ -49,11 +49,11 @@ def command_ui(args) -> int:
     if importlib.util.find_spec("gradio") is None:
         return _error("the web UI needs Gradio: pip install 'dragnext[ui]'")
 
-    from ..cli import CliError, _load_model
+    from ..cli import CliError, load_model
     from ..config import preset
 
     try:
-        backbone = _load_model(args.model, args.device, args.bf16)
+        backbone = load_model(args.model, args.device, args.bf16)
     except CliError as error:
         print(f"dragnext: error: {error}", file=sys.stderr)
         return error.status
