@@ -172,11 +172,11 @@ def test_a_row_cut_short_by_a_crash_is_dropped_and_run_again(tmp_path):
 
 def test_synthetic_suite_covers_every_type_and_alternates_long_drags():
     samples = synthetic_suite(2)
-    assert [s.id for s in samples] == ["translate-000", "translate-001-long", "deform-000", "deform-001-long",
-                                       "rotate-000", "rotate-001-long", "scale-000", "scale-001-long"]
-    request, truth = samples[5].load()
+    assert [s.id for s in samples] == ["translate-000", "deform-000", "rotate-000", "scale-000",
+                                       "translate-001-long", "deform-001-long", "rotate-001-long", "scale-001-long"]
+    request, truth = samples[6].load()
     assert truth.op_type == "rotate" and request.operations[0].type == "rotate"
-    assert request is not samples[5].load()[0] and samples[5].load()[1].shape_index == truth.shape_index
+    assert request is not samples[6].load()[0] and samples[6].load()[1].shape_index == truth.shape_index
 
 
 def test_folder_suite_reads_instruction_files_and_skips_converter_sidecars(tmp_path):

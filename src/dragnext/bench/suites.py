@@ -51,8 +51,9 @@ def synthetic_suite(per_type: int = 10, types: tuple[str, ...] = SYNTHETIC_TYPES
     if per_type < 1:
         raise SuiteError(f"--per-type must be at least 1, got {per_type}")
     samples = []
-    for op_type in types:
-        for i in range(per_type):
+    # Round-robin over the types, so that a run stopped early (and resumed later) has covered them all alike.
+    for i in range(per_type):
+        for op_type in types:
             long = i % 2 == 1
             samples.append(Sample(f"{op_type}-{i:03d}{'-long' if long else ''}",
                                   partial(_synthetic, SYNTHETIC_SEED + i, op_type, long)))
