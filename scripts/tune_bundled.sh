@@ -15,7 +15,7 @@ declare -A VARIANTS=(
 )
 for name in preset eta1 lr005 strength075 k10 blocks012 no_hard_mask; do
   # shellcheck disable=SC2086
-  dragnext bench --suite synthetic --per-type "$PER_TYPE" --methods dragnext-tuned --out "$OUT/$name" \
+  dragnext bench --model "${MODEL:-bundled}" --suite synthetic --per-type "$PER_TYPE" --methods dragnext-tuned --out "$OUT/$name" \
     --quiet ${VARIANTS[$name]} > "$OUT.$name.log" 2>&1 || echo "variant $name failed (see $OUT.$name.log)"
 done
 python - "$OUT" <<'PY'

@@ -28,6 +28,15 @@ def _zoom(image: np.ndarray, scale: int) -> Image.Image:
     return picture.resize((picture.width * scale, picture.height * scale), Image.NEAREST)
 
 
+def _outline(mask: np.ndarray, width: int = 1) -> np.ndarray:
+    """Pixels of ``mask`` within ``width`` steps (4-neighbourhood) of a pixel outside it."""
+    interior = mask
+    for _ in range(width):
+        padded = np.pad(interior, 1)
+        interior = padded[:-2, 1:-1] & padded[2:, 1:-1] & padded[1:-1, :-2] & padded[1:-1, 2:] & interior
+    return mask & ~interior
+
+
 def _canvas_point(point, scale: int) -> tuple[float, float]:
     return ((point[0] + 0.5) * scale - 0.5, (point[1] + 0.5) * scale - 0.5)
 
@@ -49,9 +58,15 @@ def draw_instructions(image: np.ndarray, operations: Sequence[Operation], editab
     base = np.asarray(image, dtype=np.float32)
     if editable_mask is not None:
         base = np.where(editable_mask[..., None], base, base * 0.55)
+    tint = np.asarray(REGION_TINT, np.float32)
     for op in operations:
-        base = np.where(op.region[..., None], 0.6 * base + 0.4 * np.asarray(REGION_TINT, np.float32), base)
+        # A light tint inside and a solid outline: the region is plain to see and the content keeps its colour.
+        base = np.where(op.region[..., None], 0.8 * base + 0.2 * tint, base)
     picture = _zoom(base.round().astype(np.uint8), scale)
+    outline = np.zeros(picture.size[::-1], dtype=bool)
+    for op in operations:
+        outline |= _outline(np.asarray(_zoom(op.region.astype(np.uint8) * 255, scale)) > 127, max(1, scale // 2))
+    picture = Image.fromarray(np.where(outline[..., None], tint.astype(np.uint8), np.asarray(picture)))
     draw = ImageDraw.Draw(picture)
     line = max(1, scale // 2)
     radius = max(2, scale)
