@@ -17,7 +17,8 @@ from dragnext.models import PixelBackbone, load_backbone
 from dragnext.scenes import random_scene, render
 
 # Measured on the shipped weights (docs/bundled-model.md); the assertions keep a margin below these.
-MEASURED_RECONSTRUCTION_PSNR = 40.0
+# scripts/measure_reconstruction.py: mean over 10 scenes at strength 0.5 (min 41.50 dB).
+MEASURED_RECONSTRUCTION_PSNR = 46.56
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +63,7 @@ def _reconstruct(backbone, image: np.ndarray, strength: float) -> np.ndarray:
 def test_inversion_then_denoising_reproduces_a_scene(bundled, seed):
     image = (render(random_scene(seed)) * 255).round().astype(np.uint8)
     value = psnr(_reconstruct(bundled, image, BUNDLED.strength), image)
-    assert value > MEASURED_RECONSTRUCTION_PSNR - 5.0, value
+    assert value > MEASURED_RECONSTRUCTION_PSNR - 8.0, value
 
 
 def _scene_with_one_shape(seed: int):

@@ -40,7 +40,8 @@ from .models.base import Backbone
 
 logger = logging.getLogger(__name__)
 
-# progress(phase, done, total); phases: "lora", "inversion", "pbsi", "denoise"
+# progress(phase, done, total), phases in order: "lora", "inversion", "pbsi" (the optimised timesteps, each with
+# its DDIM step), "denoise" (the remaining timesteps)
 ProgressCallback = Callable[[str, int, int], None]
 
 
@@ -153,7 +154,8 @@ class DragEditor:
                         output = backbone.predict(edited, t, conditioning)
                         edited = scheduler.step(output, t, edited).prev_sample
                         passes.forward += 1
-                report("denoise", j + 1, len(timesteps))
+                if j >= config.pbsi_timesteps:  # phases follow one another: PBSI steps first, then the rest
+                    report("denoise", j + 1 - config.pbsi_timesteps, len(timesteps) - config.pbsi_timesteps)
         timings["denoise"] -= pbsi_seconds
         timings["pbsi"] = pbsi_seconds
 
