@@ -84,6 +84,17 @@ def test_a_second_run_resumes_and_does_no_edits(finished_run, capsys):
     assert (out / RESULTS).read_text() == before
 
 
+def test_report_only_runs_nothing_and_rewrites_the_report(finished_run, capsys):
+    out, _ = finished_run
+    before = (out / RESULTS).read_text()
+    (out / "report.md").unlink()
+    assert bench("--suite", "synthetic", "--per-type", "2", "--methods", "dragnext-tuned", "--out", str(out),
+                 "--report-only", *FAST_ARGS) == 0
+    assert capsys.readouterr().out.startswith("0 edits (0 failed)")
+    assert (out / RESULTS).read_text() == before
+    assert "| dragnext-tuned | translate | 1 | 0 |" in (out / "report.md").read_text()
+
+
 def test_resuming_with_other_settings_is_refused(finished_run, capsys):
     out, _ = finished_run
     status = bench("--suite", "synthetic", "--per-type", "1", "--limit", "2", "--methods", "dragnext-tuned",

@@ -49,6 +49,8 @@ def add_bench_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--grid-samples", type=int, default=3, help="samples per type in the image grids (default 3)")
     parser.add_argument("--retry-failed", action="store_true", help="run again the pairs that failed before")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--report-only", action="store_true",
+                        help="write summary.json, report.md and the grids from the rows already in --out; run nothing")
     cost = parser.add_argument_group("cost only")
     cost.add_argument("--cost-only", action="store_true",
                       help="time the DragNeXt and DragDiffusion recipes on a random UNet; no suite, no model")
@@ -109,7 +111,7 @@ def _bench(args) -> int:
     from ..perceptual import load_distance
     from .convert import ConversionError
     from .report import write_report
-    from .runner import BenchError, PeakMemory, record_run, run_benchmark
+    from .runner import BenchError, PeakMemory, RunStats, record_run, run_benchmark
     from .suites import SuiteError, load_suite
 
     # 1. everything the user typed, before the model is loaded
@@ -159,8 +161,11 @@ def _bench(args) -> int:
     # 3. run, then report on everything in the folder
     try:
         record_run(out, info, configs)
-        stats = run_benchmark(backbone, samples, methods, configs, out, distance, seed=args.seed,
-                              retry_failed=args.retry_failed, show_progress=not args.quiet)
+        if args.report_only:
+            stats = RunStats()
+        else:
+            stats = run_benchmark(backbone, samples, methods, configs, out, distance, seed=args.seed,
+                                  retry_failed=args.retry_failed, show_progress=not args.quiet)
         report = write_report(out, samples, [spec.name for spec in methods], info, args.grid_samples)
     except BenchError as error:
         raise CliError(str(error), EXIT_BAD_INPUT) from None
