@@ -237,8 +237,7 @@ class PointEditor(DragEditor):
         if timestep_index > 0:
             return latent, []
         image_size = work.image.shape[:2]
-        feature_size = (max(1, round(image_size[0] * config.feature_scale)),
-                        max(1, round(image_size[1] * config.feature_scale)))
+        feature_size = config.feature_size(image_size)
 
         def features_of(z):
             passes.truncated_forward += 1

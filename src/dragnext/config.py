@@ -83,6 +83,10 @@ class EditConfig:
             if not ok:
                 raise ConfigError(f"EditConfig: {message}")
 
+    def feature_size(self, image_size: tuple[int, int]) -> tuple[int, int]:
+        """(height, width) of the feature maps F for an image of ``image_size`` (height, width)."""
+        return (max(1, round(image_size[0] * self.feature_scale)), max(1, round(image_size[1] * self.feature_scale)))
+
     @property
     def inversion_steps(self) -> int:
         return round(self.num_steps * self.strength)

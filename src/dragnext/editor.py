@@ -189,8 +189,7 @@ class DragEditor:
         """Latent Region Optimisation at one timestep: K Adam steps of the LRO loss on the latent."""
         backbone = self.backbone
         image_size = work.image.shape[:2]
-        feature_size = (max(1, round(image_size[0] * config.feature_scale)),
-                        max(1, round(image_size[1] * config.feature_scale)))
+        feature_size = config.feature_size(image_size)
         blocks = config.feature_blocks
         with torch.no_grad():
             reference_features = backbone.features(reference_latent, t, conditioning, blocks, feature_size)
