@@ -36,7 +36,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import secrets
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -44,6 +43,8 @@ from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw, UnidentifiedImageError
+
+from .files import write_staged
 
 OPERATION_TYPES = ("translate", "deform", "rotate", "scale")
 NEEDS_CENTER = ("rotate", "scale")
@@ -508,24 +509,6 @@ def _mask_image(mask: np.ndarray) -> Image.Image:
     return Image.fromarray(np.ascontiguousarray(mask, dtype=np.uint8) * np.uint8(255))
 
 
-def _write_temp(folder: Path, final_name: str, write: Any) -> Path:
-    """Write a file under a hidden, unique temporary name in ``folder``; the caller renames it into place.
-
-    ``open(..., "xb")`` rather than ``mkstemp`` so the file gets the usual permissions (umask), not 0600.
-    """
-    temp_path = folder / f".{final_name}.{secrets.token_hex(8)}.tmp"
-    stream = open(temp_path, "xb")  # noqa: SIM115 - opened outside the try: if "x" fails, the file is not ours
-    try:
-        with stream:
-            write(stream)
-            stream.flush()
-            os.fsync(stream.fileno())
-    except BaseException:
-        temp_path.unlink(missing_ok=True)
-        raise
-    return temp_path
-
-
 def save_instructions(request: DragRequest, path: str | os.PathLike[str]) -> Path:
     """Write ``request`` as a JSON file plus PNGs beside it; return the JSON path.
 
@@ -564,9 +547,9 @@ def save_instructions(request: DragRequest, path: str | os.PathLike[str]) -> Pat
     written: list[tuple[Path, Path]] = []
     try:
         for name, picture in files:
-            temp = _write_temp(folder, name, lambda stream, picture=picture: picture.save(stream, format="PNG"))
+            temp = write_staged(folder, name, lambda stream, picture=picture: picture.save(stream, format="PNG"))
             written.append((temp, folder / name))
-        temp = _write_temp(folder, json_path.name, lambda stream: stream.write(json_text.encode("utf-8")))
+        temp = write_staged(folder, json_path.name, lambda stream: stream.write(json_text.encode("utf-8")))
         written.append((temp, json_path))
     except BaseException:
         for temp, _ in written:

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..files import write_atomic
 from .base import Backbone, ModelLoadError, default_device, default_dtype, image_to_tensor, tensor_to_image
 
 logger = logging.getLogger(__name__)
@@ -137,7 +138,7 @@ class StableDiffusionBackbone(Backbone):
         edit of the same image loads the weights instead of training. Returns the UNet passes spent.
         """
         from peft.utils import get_peft_model_state_dict
-        from safetensors.torch import load_file, save_file
+        from safetensors.torch import load_file, save
 
         key = self._lora_cache_key(image, prompt, config)
         self._ensure_adapter(config.lora_rank)
@@ -189,9 +190,8 @@ class StableDiffusionBackbone(Backbone):
         self._lora_memory[key], self._lora_key = state, key
         try:
             disk.parent.mkdir(parents=True, exist_ok=True)
-            partial = disk.with_suffix(".partial")
-            save_file({k: v.cpu().contiguous() for k, v in state.items()}, partial)
-            os.replace(partial, disk)
+            payload = save({k: v.cpu().contiguous() for k, v in state.items()})
+            write_atomic(disk, lambda stream: stream.write(payload))
         except OSError as error:  # a read-only home must not fail the edit
             logger.warning("could not cache the LoRA on disk: %s", error)
         return config.lora_steps
