@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from dragnext.config import BUNDLED
-from dragnext.editor import DragEditor
+from dragnext.editor import DragEditor, reconstruct
 from dragnext.ground_truth import rotate_edit, translate_edit
 from dragnext.metrics import psnr, score_edit
 from dragnext.models import PixelBackbone, load_backbone
@@ -45,24 +45,10 @@ def test_bundled_model_is_the_pixel_backbone_with_its_preset(bundled):
     assert DragEditor(bundled).config == BUNDLED
 
 
-def _reconstruct(backbone, image: np.ndarray, strength: float) -> np.ndarray:
-    """Invert and denoise with no edit (zero PBSI timesteps, no mutual attention)."""
-    from dragnext.instructions import make_operation
-
-    region = np.zeros(image.shape[:2], dtype=bool)
-    region[:4, :4] = True  # an operation is required; with no PBSI it changes nothing
-    op = make_operation("translate", region, (1, 1), (2, 2))
-    from dragnext.instructions import DragRequest
-
-    config = BUNDLED.override(strength=strength, pbsi_timesteps=0, mutual_attention=False,
-                              auto_editable_radius=None, paste_outside_editable=False)
-    return DragEditor(backbone, config)(DragRequest(image=image, operations=(op,))).image
-
-
 @pytest.mark.parametrize("seed", [11, 12])
 def test_inversion_then_denoising_reproduces_a_scene(bundled, seed):
     image = (render(random_scene(seed)) * 255).round().astype(np.uint8)
-    value = psnr(_reconstruct(bundled, image, BUNDLED.strength), image)
+    value = psnr(reconstruct(bundled, image, BUNDLED.strength), image)
     assert value > MEASURED_RECONSTRUCTION_PSNR - 8.0, value
 
 

@@ -35,7 +35,7 @@ from .attention import (
     self_attention_layers,
 )
 from .config import ConfigError, EditConfig, preset
-from .instructions import DragRequest, Operation, validate_request
+from .instructions import DragRequest, Operation, make_operation, validate_request
 from .models.base import Backbone
 
 logger = logging.getLogger(__name__)
@@ -223,6 +223,21 @@ class DragEditor:
             passes.backward += 1
             history.append(float(loss.detach()))
         return z.detach(), history
+
+
+def reconstruct(backbone: Backbone, image: np.ndarray, strength: float | None = None) -> np.ndarray:
+    """Invert ``image`` and denoise it with no edit, at ``strength`` (default: the backbone's preset).
+
+    This measures what inversion alone loses. The request needs an operation; with no PBSI timestep it does
+    nothing. No mutual attention, no auto mask and no paste-back, so the output is the model's own.
+    """
+    base = preset(backbone.name)
+    config = base.override(strength=base.strength if strength is None else strength, pbsi_timesteps=0,
+                           mutual_attention=False, auto_editable_radius=None, paste_outside_editable=False)
+    region = np.zeros(image.shape[:2], dtype=bool)
+    region[:4, :4] = True
+    placeholder = make_operation("translate", region, (1, 1), (2, 2))
+    return DragEditor(backbone, config)(DragRequest(image=image, operations=(placeholder,))).image
 
 
 def check_config(backbone: Backbone, config: EditConfig) -> None:
