@@ -15,7 +15,9 @@ from PIL import Image
 
 from dragnext.bench.cli import add_bench_parser
 from dragnext.bench.cost import recipe_counts
+from dragnext.bench.memory import peak_rss_mb, reset_peak_rss
 from dragnext.bench.methods import ABLATIONS, MAIN, MethodError, MethodSpec, paper_config, resolve_methods
+from dragnext.bench.report import length_pivot
 from dragnext.bench.runner import RESULTS, BenchError, read_results, run_benchmark
 from dragnext.bench.scoring import edit_regions, score_sample
 from dragnext.bench.suites import Sample, SuiteError, load_suite, synthetic_suite
@@ -340,7 +342,8 @@ def test_recipe_counts_follow_the_paper_and_dragdiffusion():
 def test_cost_only_on_a_tiny_unet(tmp_path, capsys):
     assert bench("--cost-only", "--cost-unet", "tiny", "--cost-size", "64", "--cost-repeats", "1", "--device", "cpu",
                  "--out", str(tmp_path)) == 0
-    assert "time ratio" in capsys.readouterr().out
+    captured = capsys.readouterr()
+    assert "time ratio" in captured.out and "cost: timing lora_step (6/6)" in captured.err
     report = json.loads((tmp_path / "cost.json").read_text())
     assert report["unet"] == "tiny" and report["image_size"] == 64
     assert set(report["kinds"]) == {"forward", "forward_pair", "features", "features_backward", "forward_backward",
@@ -348,3 +351,31 @@ def test_cost_only_on_a_tiny_unet(tmp_path, capsys):
     assert all(kind["seconds"] > 0 for kind in report["kinds"].values())
     assert report["time_ratio"] == pytest.approx(report["seconds"]["dragnext"] / report["seconds"]["dragdiffusion"])
     assert "Ratio ours / DragDiffusion" in (tmp_path / "cost.md").read_text()
+    if reset_peak_rss():  # Linux: the CPU peak RSS is measured per kind, weights and interpreter included
+        assert all(kind["peak_mb"] > 50 for kind in report["kinds"].values())
+        assert "peak memory" in (tmp_path / "cost.md").read_text().split("Ratio")[1]
+
+
+def test_peak_rss_resets_to_the_current_size():
+    if not reset_peak_rss():
+        pytest.skip("this system does not let a process reset its peak RSS (/proc/self/clear_refs)")
+    ballast = bytearray(200 * 2**20)
+    ballast[:: 4096] = b"x" * len(range(0, len(ballast), 4096))  # touch every page so it is resident
+    high = peak_rss_mb()
+    del ballast
+    assert reset_peak_rss()
+    assert peak_rss_mb() < high - 150
+
+
+def test_the_length_pivot_splits_each_type_into_ordinary_and_long_edits():
+    def row(sample, method, iou, status="ok"):
+        return {"sample": sample, "type": sample.split("-")[0], "method": method, "status": status, "iou": iou}
+
+    rows = [row("translate-000", "a", 0.9), row("translate-001-long", "a", 0.5), row("translate-003-long", "a", 0.7),
+            row("rotate-000", "a", 0.8), row("rotate-001-long", "a", math.nan),
+            row("translate-000", "b", 0.2, status="error"), row("translate-001-long", "b", 0.1)]
+    pivot = length_pivot(rows, ["a", "b"], "iou")
+    assert list(pivot["a"]) == ["translate", "translate-long", "rotate", "rotate-long"]
+    assert pivot["a"]["translate-long"] == pytest.approx(0.6) and pivot["a"]["rotate-long"] is None
+    assert pivot["b"]["translate"] is None and pivot["b"]["translate-long"] == pytest.approx(0.1)
+    assert length_pivot([r for r in rows if not r["sample"].endswith("-long")], ["a"], "iou") == {}

@@ -81,8 +81,13 @@ def _cost_only(args) -> int:
         device = torch.device(args.device) if args.device else None
     except RuntimeError:
         raise CliError(f"--device: '{args.device}' is not a device (try cpu or cuda)", EXIT_BAD_INPUT) from None
+    def progress(kind: str, index: int, total: int) -> None:
+        if not args.quiet:
+            print(f"cost: timing {kind} ({index + 1}/{total}), 1 warm-up + {args.cost_repeats} passes",
+                  file=sys.stderr, flush=True)
+
     try:
-        report = cost_comparison(args.cost_unet, args.cost_size, args.cost_repeats, device)
+        report = cost_comparison(args.cost_unet, args.cost_size, args.cost_repeats, device, progress=progress)
     except ValueError as error:
         raise CliError(str(error), EXIT_BAD_INPUT) from None
     out = Path(args.out)

@@ -9,8 +9,9 @@ warm-up) and multiplied by how many of that kind each recipe spends per edit:
 - ``forward_pair``: a forward of the batch [reference, edited] with mutual self-attention (denoising);
 - ``features``: a forward stopped after the last feature block (PBSI's reference features);
 - ``features_backward``: that, with the gradient to the latent (one PBSI iteration);
-- ``forward_backward``: a full forward with the gradient to the latent (one DragDiffusion drag iteration: its
-  code runs the whole UNet, for the features and for the DDIM step of its mask term; tracking reuses it);
+- ``forward_backward``: one DragDiffusion drag iteration: a full forward (its code runs the whole UNet, for the
+  features and for the DDIM step of its mask term; tracking reuses it), its feature map (``up_blocks.2``'s output
+  resized to half the image side, ``DRAGDIFFUSION_FEATURE_BLOCK``), and the gradient of both to the latent;
 - ``lora_step``: one step of the identity LoRA (forward, backward to the rank-r LoRA, AdamW).
 
 Recipes per edit, from ``config.PAPER`` (inversion_steps = 38):
@@ -21,14 +22,15 @@ Recipes per edit, from ``config.PAPER`` (inversion_steps = 38):
   every handle has arrived, so this is its worst case), 38 ``forward_pair``.
 
 Not timed, the same in both: VAE encoding/decoding, the text encoder, scheduler arithmetic, Python overhead.
-Peak memory is ``torch.cuda.max_memory_allocated`` per kind (weights included) and is reported on CUDA only.
+Peak memory per kind, weights included: ``torch.cuda.max_memory_allocated`` on CUDA; on a CPU the process's peak
+RSS, reset before each kind where Linux allows it (``memory.reset_peak_rss``), else not reported.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,10 +42,15 @@ from ..attention import MutualAttentionSwitch, installed_processors, mutual_atte
 from ..baselines import DRAGDIFFUSION, PointSettings
 from ..config import PAPER, EditConfig
 from ..models.base import Backbone, default_device, default_dtype
+from .memory import peak_rss_mb, reset_peak_rss
 
 VAE_FACTOR = 8  # SD's VAE downsamples by 8
 TEXT_TOKENS = 77  # CLIP's sequence length
 DRAGDIFFUSION_LORA_STEPS = 80  # DragDiffusion's published LoRA recipe
+# DragDiffusion's unet_feature_idx = [3] counts the mid block as 0, so it is the third up block's output; it is
+# resized to half the image side (sup_res = 0.5 * full size).
+DRAGDIFFUSION_FEATURE_BLOCK = "up_blocks.2"
+DRAGDIFFUSION_FEATURE_SCALE = 0.5
 
 _SD_DOWN = ["CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"]
 _SD_UP = ["UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"]
@@ -117,7 +124,7 @@ def build_unet_backbone(config: Mapping[str, Any], device=None, dtype=None) -> U
 @dataclass
 class PassCost:
     seconds: float  # wall seconds per pass (mean of the timed repeats)
-    peak_mb: float | None  # CUDA peak allocated during the kind, weights included; None on CPU
+    peak_mb: float | None  # peak during the kind, weights included (see the module docstring); None if unknown
 
 
 def recipe_counts(config: EditConfig = PAPER, point: PointSettings = DRAGDIFFUSION,
@@ -144,20 +151,24 @@ def _sync(device: torch.device) -> None:
 def _measure(step, repeats: int, device: torch.device) -> PassCost:
     step()  # warm-up (allocations, kernel selection)
     _sync(device)
-    if device.type == "cuda":
+    cuda = device.type == "cuda"
+    if cuda:
         torch.cuda.reset_peak_memory_stats(device)
+    rss_reset = not cuda and reset_peak_rss()
     start = time.perf_counter()
     for _ in range(repeats):
         step()
     _sync(device)
     seconds = (time.perf_counter() - start) / repeats
-    peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
+    peak = torch.cuda.max_memory_allocated(device) / 2**20 if cuda else peak_rss_mb() if rss_reset else None
     return PassCost(seconds, peak)
 
 
 def time_passes(backbone: UNetOnly, latent_size: int, config: EditConfig = PAPER, repeats: int = 2,
-                kinds=KINDS) -> dict[str, PassCost]:
-    """Seconds (and CUDA peak memory) of one pass of each kind, with a rank-``lora_rank`` LoRA in the UNet."""
+                kinds=KINDS, progress: Callable[[str, int, int], None] | None = None) -> dict[str, PassCost]:
+    """Seconds (and peak memory) of one pass of each kind, with a rank-``lora_rank`` LoRA in the UNet.
+
+    ``progress(kind, index, total)`` is called before each kind is timed."""
     from peft import LoraConfig
 
     from ..models.stable_diffusion import LORA_TARGETS
@@ -196,9 +207,20 @@ def time_passes(backbone: UNetOnly, latent_size: int, config: EditConfig = PAPER
         z = latent.clone().requires_grad_(True)
         backbone.features(z, t, context, config.feature_blocks, feature_size).abs().mean().backward()
 
+    dragdiffusion_block = dict(unet.named_modules())[DRAGDIFFUSION_FEATURE_BLOCK]
+    dragdiffusion_side = max(1, round(latent_size * VAE_FACTOR * DRAGDIFFUSION_FEATURE_SCALE))
+
     def forward_backward():
         z = latent.clone().requires_grad_(True)
-        backbone.predict(z, t, context).abs().mean().backward()
+        kept = []
+        hook = dragdiffusion_block.register_forward_hook(lambda _module, _inputs, output: kept.append(output))
+        try:
+            prediction = backbone.predict(z, t, context)
+        finally:
+            hook.remove()
+        output = kept[0][0] if isinstance(kept[0], tuple) else kept[0]
+        feature_map = F.interpolate(output.float(), size=(dragdiffusion_side, dragdiffusion_side), mode="bilinear")
+        (feature_map.abs().mean() + prediction.abs().mean()).backward()
 
     def lora_step():
         for p in lora:
@@ -219,7 +241,12 @@ def time_passes(backbone: UNetOnly, latent_size: int, config: EditConfig = PAPER
              "features_backward": features_backward, "forward_backward": forward_backward, "lora_step": lora_step}
     for p in lora:
         p.requires_grad_(False)
-    return {kind: _measure(steps[kind], repeats, device) for kind in kinds}
+    costs = {}
+    for index, kind in enumerate(kinds):
+        if progress is not None:
+            progress(kind, index, len(kinds))
+        costs[kind] = _measure(steps[kind], repeats, device)
+    return costs
 
 
 @dataclass
@@ -230,6 +257,7 @@ class CostReport:
     dtype: str
     repeats: int
     kinds: dict[str, PassCost]
+    memory: str  # what peak_mb measures
     counts: dict[str, dict[str, int]]
     seconds: dict[str, float] = field(default_factory=dict)  # per recipe: sum of count x seconds per pass
     forward_passes: dict[str, int] = field(default_factory=dict)  # UNet forwards per edit (a pair counts 2)
@@ -253,8 +281,14 @@ def _totals(report: CostReport) -> CostReport:
     return report
 
 
+def memory_kind(device: torch.device) -> str:
+    if device.type == "cuda":
+        return "torch.cuda.max_memory_allocated per kind of pass, weights included"
+    return "process peak RSS per kind of pass (reset between kinds), weights and Python included"
+
+
 def cost_comparison(unet: str = "sd15", image_size: int = 512, repeats: int = 2, device=None,
-                    config: EditConfig = PAPER) -> CostReport:
+                    config: EditConfig = PAPER, progress: Callable[[str, int, int], None] | None = None) -> CostReport:
     """Build the random UNet, time every kind of pass, and total both recipes (see the module docstring)."""
     if image_size % VAE_FACTOR:
         raise ValueError(f"--cost-size must be a multiple of {VAE_FACTOR}, got {image_size}")
@@ -264,9 +298,10 @@ def cost_comparison(unet: str = "sd15", image_size: int = 512, repeats: int = 2,
     backbone = build_unet_backbone(unet_dict, device)
     counts = recipe_counts(config)
     used = [kind for kind in KINDS if any(c.get(kind) for c in counts.values())]
-    kinds = time_passes(backbone, image_size // VAE_FACTOR, config, repeats, used)
+    kinds = time_passes(backbone, image_size // VAE_FACTOR, config, repeats, used, progress)
     report = CostReport(unet=label, image_size=image_size, device=str(backbone.device),
-                        dtype=str(backbone.dtype).removeprefix("torch."), repeats=repeats, kinds=kinds, counts=counts)
+                        dtype=str(backbone.dtype).removeprefix("torch."), repeats=repeats, kinds=kinds,
+                        memory=memory_kind(backbone.device), counts=counts)
     return _totals(report)
 
 
@@ -278,7 +313,7 @@ def cost_markdown(report: CostReport) -> str:
         f"{report.image_size} px, {report.device}, {report.dtype}. Each kind of pass timed {report.repeats} times "
         "after one warm-up, times the passes each recipe spends per edit. Not timed (same in both): VAE, text "
         "encoder, scheduler arithmetic. DragDiffusion's 80 drag iterations are its maximum (it stops once the "
-        "handles arrive).", "",
+        f"handles arrive). Peak memory: {report.memory}.", "",
         "| pass kind | s/pass | peak MB | ours | DragDiffusion |", "|---|---:|---:|---:|---:|",
     ]
     for kind, cost in report.kinds.items():

@@ -91,6 +91,43 @@ def _table(summary: Mapping[str, Mapping[str, Mapping[str, Any]]], with_truth: b
     return lines
 
 
+LONG_SUFFIX = "-long"  # synthetic samples with long drags and large rotations (suites.synthetic_suite)
+PIVOT_KEYS = (("IoU", "iou"), ("IF_th", "if_th"))
+
+
+def length_pivot(rows: Sequence[Mapping[str, Any]], methods: Sequence[str], key: str) -> dict[str, dict[str, Any]]:
+    """``{method: {"translate": mean, "translate-long": mean, ...}}`` of ``key`` over the ok rows, the columns
+    splitting each type into ordinary and long edits (sample ids ending in ``-long``); empty without long ones."""
+    if not any(str(row["sample"]).endswith(LONG_SUFFIX) for row in rows):
+        return {}
+
+    def column(row: Mapping[str, Any]) -> str:
+        return row["type"] + (LONG_SUFFIX if str(row["sample"]).endswith(LONG_SUFFIX) else "")
+
+    types = list(dict.fromkeys(row["type"] for row in rows))
+    columns = sorted(dict.fromkeys(column(row) for row in rows),
+                     key=lambda name: (types.index(name.removesuffix(LONG_SUFFIX)), name.endswith(LONG_SUFFIX)))
+    pivot: dict[str, dict[str, Any]] = {}
+    for method in methods:
+        cells: dict[str, Any] = {}
+        for name in columns:
+            values = np.array([row[key] for row in rows if row["method"] == method and row["status"] == "ok"
+                               and column(row) == name], dtype=np.float64)
+            values = values[~np.isnan(values)]
+            cells[name] = float(values.mean()) if values.size else None
+        if any(value is not None for value in cells.values()):
+            pivot[method] = cells
+    return pivot
+
+
+def _pivot_table(pivot: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    columns = list(next(iter(pivot.values())))
+    lines = ["| method | " + " | ".join(columns) + " |", "|---|" + "---:|" * len(columns)]
+    for method, cells in pivot.items():
+        lines.append(f"| {method} | " + " | ".join(_format(cells[c], "{:.3f}") for c in columns) + " |")
+    return lines
+
+
 def _blank(height: int, width: int) -> np.ndarray:
     return np.full((height, width, 3), 200, dtype=np.uint8)
 
@@ -146,7 +183,8 @@ def write_report(out_dir: str | Path, samples: Sequence[Sample], methods: Sequen
     present += [m for m in dict.fromkeys(row["method"] for row in rows) if m not in present]
     summary = summarise(rows, present)
     grids = write_grids(out_dir, rows, samples, present, grid_samples) if grid_samples > 0 else {}
-    document = _jsonable({"info": dict(info), "methods": summary, "grids": grids})
+    pivots = {key: length_pivot(rows, present, key) for _, key in PIVOT_KEYS}
+    document = _jsonable({"info": dict(info), "methods": summary, "by_length": pivots, "grids": grids})
     write_text_atomic(out_dir / SUMMARY, json.dumps(document, indent=2, allow_nan=False, default=str) + "\n")
     with_truth = any(not math.isnan(row["iou"]) for row in rows if row["status"] == "ok")
     lines = ["# Benchmark report", ""]
@@ -158,6 +196,10 @@ def write_report(out_dir: str | Path, samples: Sequence[Sample], methods: Sequen
               "input's handle content moved to the target pose against the output. Means over samples; centroid "
               "error, seconds and passes are medians; peak memory is the maximum.", ""]
     lines += _table(summary, with_truth)
+    for title, key in PIVOT_KEYS:
+        if pivots[key]:
+            lines += ["", f"## {title} by type and drag length (means; `-long`: long drags, large rotations)", ""]
+            lines += _pivot_table(pivots[key])
     if grids:
         lines += ["", "## Images", ""]
         for kind, name in grids.items():

@@ -17,7 +17,6 @@ import io
 import json
 import logging
 import math
-import resource
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -25,12 +24,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from ..config import EditConfig
 from ..files import write_png_atomic, write_text_atomic
 from ..models.base import Backbone
 from ..perceptual import PerceptualDistance
+from .memory import PeakMemory
 from .methods import MethodSpec
 from .scoring import IF_KEYS, TRUTH_KEYS, score_sample
 from .suites import Sample, request_type
@@ -145,30 +143,6 @@ def record_run(out_dir: Path, info: Mapping[str, Any], configs: Mapping[str, Edi
     record.update({k: v for k, v in info.items() if k != "methods"})
     write_text_atomic(path, json.dumps(record, indent=2) + "\n")
     return record
-
-
-# ------------------------------------------------------------------------------------------------ memory
-
-
-class PeakMemory:
-    """Peak memory of one edit: ``torch.cuda.max_memory_allocated`` on CUDA; on CPU the process's peak RSS
-    (``resource.getrusage``), which only grows over a run, so it bounds each edit's peak from above."""
-
-    def __init__(self, device: torch.device):
-        self.cuda = torch.device(device).type == "cuda"
-        self.device = device
-        self.kind = ("CUDA max_memory_allocated per edit" if self.cuda
-                     else "process peak RSS (CPU; monotone over the run, so an upper bound per edit)")
-
-    def start(self) -> None:
-        if self.cuda:
-            torch.cuda.reset_peak_memory_stats(self.device)
-
-    def read_mb(self) -> float:
-        if self.cuda:
-            return torch.cuda.max_memory_allocated(self.device) / 2**20
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
-        return peak / 2**20 if sys.platform == "darwin" else peak / 2**10
 
 
 # ------------------------------------------------------------------------------------------------ the loop
