@@ -192,7 +192,7 @@ def _add_model_flags(parser: argparse.ArgumentParser, default_model: str) -> Non
                         help="'bundled', a local diffusers folder, or a hub id of Stable Diffusion 1.x/2.x "
                              f"(default: {default_model})")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if present, else cpu)")
-    parser.add_argument("--bf16", action="store_true", help="bf16 autocast of the UNet on CPU (about 4x faster)")
+    parser.add_argument("--bf16", action="store_true", help="bf16 autocast of the UNet on CPU")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 

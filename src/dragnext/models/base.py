@@ -55,7 +55,7 @@ class Backbone(ABC):
     dtype: torch.dtype
     size_multiple: int  # image sides must be multiples of this (UNet down-sampling x VAE factor)
     supports_lora: bool = False
-    autocast_bf16: bool = False  # bf16 autocast of the UNet on CPU (about 4x faster for SD 1.5 here)
+    autocast_bf16: bool = False  # bf16 autocast of the UNet on CPU (faster where the CPU has bf16 units)
 
     # ---------------------------------------------------------------- images and latents
     @abstractmethod

@@ -28,7 +28,7 @@ def add_ui_parser(subparsers) -> argparse.ArgumentParser:
                         help="'bundled' (default, offline), a local diffusers folder, or a hub id of Stable "
                              "Diffusion 1.x/2.x")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if present, else cpu)")
-    parser.add_argument("--bf16", action="store_true", help="bf16 autocast of the UNet on CPU (about 4x faster)")
+    parser.add_argument("--bf16", action="store_true", help="bf16 autocast of the UNet on CPU")
     parser.add_argument("--share", action="store_true",
                         help="also create a public gradio.live link (off by default: anyone with it can use the app)")
     parser.add_argument("--fast", action="store_true", help=argparse.SUPPRESS)  # FAST_SETTINGS (tests)
