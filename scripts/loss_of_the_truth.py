@@ -1,0 +1,91 @@
+"""Does the PBSI objective prefer the right answer? Its region loss for the exact result against no edit.
+
+For each synthetic scene, the input and the ground-truth result are both inverted to PBSI's first timestep
+with the bundled preset; the loss term of Latent Region Optimisation at eta = 1 (features of the moved region
+against the detached original features, warped) is evaluated on both latents. A ratio truth / unedited well
+below 1 means the objective points at the ground truth; near or above 1, minimising it cannot find it.
+
+With ``--outputs DIR`` (a method's folder of a benchmark run, e.g. docs/benchmarks/synthetic/outputs/
+dragnext-tuned) that method's output images are inverted and scored the same way.
+
+    python scripts/loss_of_the_truth.py [--per-type 10] [--types translate rotate] [--outputs DIR]
+"""
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import torch
+from diffusers import DDIMInverseScheduler, DDIMScheduler
+from PIL import Image
+
+from dragnext import geometry
+from dragnext.bench.suites import synthetic_suite
+from dragnext.config import preset
+from dragnext.models import load_backbone
+
+
+def inverted(backbone, image, config, conditioning):
+    inverse = DDIMInverseScheduler.from_config(backbone.scheduler_config)
+    inverse.set_timesteps(config.num_steps, device=backbone.device)
+    latent = backbone.encode_image(image)
+    with torch.no_grad():
+        for t in inverse.timesteps[: config.inversion_steps]:
+            latent = inverse.step(backbone.predict(latent, t, conditioning), t, latent).prev_sample
+    return latent
+
+
+def region_loss(features, reference_features, operations, image_size, feature_size):
+    loss = 0.0
+    for op in operations:
+        moved, grid = geometry.region_motion(op.region, op.type, op.handle, op.target, op.center, 1.0, image_size,
+                                             feature_size)
+        moved = moved[None, None]
+        target = geometry.warp(reference_features, grid)
+        loss += float(((features - target).abs() * moved).sum() / (moved.sum().clamp(min=1.0) * features.shape[1]))
+    return loss
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--per-type", type=int, default=10)
+    parser.add_argument("--types", nargs="+", default=["translate", "rotate", "scale", "deform"])
+    parser.add_argument("--outputs", type=Path, help="a method's output folder of a synthetic benchmark run")
+    args = parser.parse_args()
+    backbone = load_backbone("bundled", device="cpu")
+    config = preset(backbone.name)
+    scheduler = DDIMScheduler.from_config(backbone.scheduler_config)
+    scheduler.set_timesteps(config.num_steps)
+    t = scheduler.timesteps[config.num_steps - config.inversion_steps]
+    conditioning = backbone.encode_prompt("")
+    ratios: dict[str, dict[str, list[float]]] = {}
+    for sample in synthetic_suite(args.per_type, tuple(args.types)):
+        request, truth = sample.load()
+        image_size = request.image.shape[:2]
+        feature_size = config.feature_size(image_size)
+        images = {"exact": (truth.expected_image * 255).round().astype(np.uint8)}
+        if args.outputs is not None:
+            images["method"] = np.asarray(Image.open(args.outputs / f"{sample.id}.png").convert("RGB"))
+        def features_of(image, size=feature_size):
+            latent = inverted(backbone, image, config, conditioning)
+            return backbone.features(latent, t, conditioning, config.feature_blocks, size)
+
+        with torch.no_grad():
+            source = features_of(request.image)
+            unedited = region_loss(source, source, request.operations, image_size, feature_size)
+            losses = {name: region_loss(features_of(image), source, request.operations, image_size, feature_size)
+                      for name, image in images.items()}
+        group = sample.id.split("-")[0] + ("-long" if sample.id.endswith("-long") else "")
+        for name, loss in losses.items():
+            ratios.setdefault(group, {}).setdefault(name, []).append(loss / unedited)
+        print(f"{sample.id:18s} unedited {unedited:.4f}  " + "  ".join(
+            f"{name} {loss:.4f} (ratio {loss / unedited:.3f})" for name, loss in losses.items()), flush=True)
+    print()
+    for group, by_name in ratios.items():
+        print(f"{group:15s} " + "; ".join(f"{name} / unedited: mean {np.mean(v):.3f} (min {np.min(v):.3f}, "
+                                           f"max {np.max(v):.3f})" for name, v in by_name.items())
+              + f" over {len(next(iter(by_name.values())))} scenes")
+
+
+if __name__ == "__main__":
+    main()
