@@ -105,20 +105,18 @@ class DragEditor:
                 backbone.disable_lora()
 
         # 3. DDIM inversion
-        from diffusers import DDIMInverseScheduler, DDIMScheduler
+        from diffusers import DDIMScheduler
 
         scheduler = DDIMScheduler.from_config(backbone.scheduler_config)
         scheduler.set_timesteps(config.num_steps, device=backbone.device)
-        inverse = DDIMInverseScheduler.from_config(backbone.scheduler_config)
-        inverse.set_timesteps(config.num_steps, device=backbone.device)
         steps = config.inversion_steps
-        with _timed(timings, "inversion"), torch.no_grad():
-            trajectory = [latent0]
-            for i, t in enumerate(inverse.timesteps[:steps]):
-                output = backbone.predict(trajectory[-1], t, conditioning)
-                trajectory.append(inverse.step(output, t, trajectory[-1]).prev_sample)
-                passes.forward += 1
-                report("inversion", i + 1, steps)
+
+        def inverted_one_step(done: int) -> None:
+            passes.forward += 1
+            report("inversion", done, steps)
+
+        with _timed(timings, "inversion"):
+            trajectory = ddim_invert(backbone, latent0, conditioning, config, inverted_one_step)
 
         # 4. PBSI on the first timesteps, then denoising with mutual self-attention
         timesteps = scheduler.timesteps[config.num_steps - steps :]
@@ -205,12 +203,7 @@ class DragEditor:
         for k in range(config.iterations):
             eta = schedule[offset + k]
             features = backbone.features(z, t, conditioning, blocks, feature_size)
-            loss = features.new_zeros(())
-            for op in work.operations:
-                moved, grid = _motion(op, eta, image_size, feature_size, features.device)
-                target = geometry.warp(reference_features, grid)
-                area = moved.sum().clamp(min=1.0) * features.shape[1]
-                loss = loss + ((features - target).abs() * moved).sum() / area
+            loss = region_loss(features, reference_features, work.operations, eta, image_size)
             if config.lambda_editable > 0 and outside.sum() > 0:
                 loss = loss + config.lambda_editable * ((z - reference_latent).abs() * outside).sum() / (
                     outside.sum() * z.shape[1])
@@ -223,6 +216,39 @@ class DragEditor:
             passes.backward += 1
             history.append(float(loss.detach()))
         return z.detach(), history
+
+
+def ddim_invert(backbone: Backbone, latent: torch.Tensor, conditioning, config: EditConfig,
+                on_step: Callable[[int], None] | None = None) -> list[torch.Tensor]:
+    """DDIM inversion of ``latent`` over ``config.inversion_steps`` steps: the trajectory, clean latent first.
+
+    ``on_step(done)`` is called after each UNet forward."""
+    from diffusers import DDIMInverseScheduler
+
+    inverse = DDIMInverseScheduler.from_config(backbone.scheduler_config)
+    inverse.set_timesteps(config.num_steps, device=backbone.device)
+    trajectory = [latent]
+    with torch.no_grad():
+        for i, t in enumerate(inverse.timesteps[: config.inversion_steps]):
+            output = backbone.predict(trajectory[-1], t, conditioning)
+            trajectory.append(inverse.step(output, t, trajectory[-1]).prev_sample)
+            if on_step is not None:
+                on_step(i + 1)
+    return trajectory
+
+
+def region_loss(features: torch.Tensor, reference_features: torch.Tensor, operations, eta: float,
+                image_size: tuple[int, int]) -> torch.Tensor:
+    """The region term of Latent Region Optimisation: for each operation, the mean L1 distance between the
+    features of its region moved by ``eta`` and the reference features warped there."""
+    feature_size = tuple(features.shape[-2:])
+    loss = features.new_zeros(())
+    for op in operations:
+        moved, grid = _motion(op, eta, image_size, feature_size, features.device)
+        target = geometry.warp(reference_features, grid)
+        area = moved.sum().clamp(min=1.0) * features.shape[1]
+        loss = loss + ((features - target).abs() * moved).sum() / area
+    return loss
 
 
 def reconstruct(backbone: Backbone, image: np.ndarray, strength: float | None = None) -> np.ndarray:
