@@ -16,34 +16,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from diffusers import DDIMInverseScheduler, DDIMScheduler
+from diffusers import DDIMScheduler
 from PIL import Image
 
-from dragnext import geometry
-from dragnext.bench.suites import synthetic_suite
+from dragnext.bench.suites import length_group, request_type, synthetic_suite
 from dragnext.config import preset
+from dragnext.editor import ddim_invert, region_loss
 from dragnext.models import load_backbone
-
-
-def inverted(backbone, image, config, conditioning):
-    inverse = DDIMInverseScheduler.from_config(backbone.scheduler_config)
-    inverse.set_timesteps(config.num_steps, device=backbone.device)
-    latent = backbone.encode_image(image)
-    with torch.no_grad():
-        for t in inverse.timesteps[: config.inversion_steps]:
-            latent = inverse.step(backbone.predict(latent, t, conditioning), t, latent).prev_sample
-    return latent
-
-
-def region_loss(features, reference_features, operations, image_size, feature_size):
-    loss = 0.0
-    for op in operations:
-        moved, grid = geometry.region_motion(op.region, op.type, op.handle, op.target, op.center, 1.0, image_size,
-                                             feature_size)
-        moved = moved[None, None]
-        target = geometry.warp(reference_features, grid)
-        loss += float(((features - target).abs() * moved).sum() / (moved.sum().clamp(min=1.0) * features.shape[1]))
-    return loss
 
 
 def main() -> None:
@@ -59,23 +38,25 @@ def main() -> None:
     t = scheduler.timesteps[config.num_steps - config.inversion_steps]
     conditioning = backbone.encode_prompt("")
     ratios: dict[str, dict[str, list[float]]] = {}
+
+    def features_of(image):
+        latent = ddim_invert(backbone, backbone.encode_image(image), conditioning, config)[-1]
+        return backbone.features(latent, t, conditioning, config.feature_blocks,
+                                 config.feature_size(image.shape[:2]))
+
+    def loss_of(features, source, request):
+        return float(region_loss(features, source, request.operations, 1.0, request.image.shape[:2]))
+
     for sample in synthetic_suite(args.per_type, tuple(args.types)):
         request, truth = sample.load()
-        image_size = request.image.shape[:2]
-        feature_size = config.feature_size(image_size)
         images = {"exact": (truth.expected_image * 255).round().astype(np.uint8)}
         if args.outputs is not None:
             images["method"] = np.asarray(Image.open(args.outputs / f"{sample.id}.png").convert("RGB"))
-        def features_of(image, size=feature_size):
-            latent = inverted(backbone, image, config, conditioning)
-            return backbone.features(latent, t, conditioning, config.feature_blocks, size)
-
         with torch.no_grad():
             source = features_of(request.image)
-            unedited = region_loss(source, source, request.operations, image_size, feature_size)
-            losses = {name: region_loss(features_of(image), source, request.operations, image_size, feature_size)
-                      for name, image in images.items()}
-        group = sample.id.split("-")[0] + ("-long" if sample.id.endswith("-long") else "")
+            unedited = loss_of(source, source, request)
+            losses = {name: loss_of(features_of(image), source, request) for name, image in images.items()}
+        group = length_group(sample.id, request_type(request))
         for name, loss in losses.items():
             ratios.setdefault(group, {}).setdefault(name, []).append(loss / unedited)
         print(f"{sample.id:18s} unedited {unedited:.4f}  " + "  ".join(

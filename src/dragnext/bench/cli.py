@@ -81,6 +81,7 @@ def _cost_only(args) -> int:
         device = torch.device(args.device) if args.device else None
     except RuntimeError:
         raise CliError(f"--device: '{args.device}' is not a device (try cpu or cuda)", EXIT_BAD_INPUT) from None
+
     def progress(kind: str, index: int, total: int) -> None:
         if not args.quiet:
             print(f"cost: timing {kind} ({index + 1}/{total}), 1 warm-up + {args.cost_repeats} passes",

@@ -16,7 +16,7 @@ from ..files import write_png_atomic, write_text_atomic
 from ..visualize import draw_instructions, side_by_side, stack_rows
 from .runner import PASS_KEYS, RESULTS, read_results
 from .scoring import IF_KEYS
-from .suites import Sample
+from .suites import LONG_SUFFIX, Sample, length_group
 
 SUMMARY = "summary.json"
 REPORT = "report.md"
@@ -91,7 +91,6 @@ def _table(summary: Mapping[str, Mapping[str, Mapping[str, Any]]], with_truth: b
     return lines
 
 
-LONG_SUFFIX = "-long"  # synthetic samples with long drags and large rotations (suites.synthetic_suite)
 PIVOT_KEYS = (("IoU", "iou"), ("IF_th", "if_th"))
 
 
@@ -102,7 +101,7 @@ def length_pivot(rows: Sequence[Mapping[str, Any]], methods: Sequence[str], key:
         return {}
 
     def column(row: Mapping[str, Any]) -> str:
-        return row["type"] + (LONG_SUFFIX if str(row["sample"]).endswith(LONG_SUFFIX) else "")
+        return length_group(str(row["sample"]), row["type"])
 
     types = list(dict.fromkeys(row["type"] for row in rows))
     columns = sorted(dict.fromkeys(column(row) for row in rows),

@@ -23,6 +23,7 @@ from .convert import DATASETS, SIDECAR_NAME, ConversionReport, convert
 
 SYNTHETIC_TYPES = ("translate", "deform", "rotate", "scale")
 SYNTHETIC_SEED = 1000  # seed of the first scene of each type; the i-th uses SYNTHETIC_SEED + i
+LONG_SUFFIX = "-long"  # ends the id of a synthetic sample with a long drag or a large rotation
 INSTRUCTION_FILE = "instructions.json"  # a folder holding one request is named by its folder
 
 
@@ -42,6 +43,11 @@ def request_type(request: DragRequest) -> str:
     return types.pop() if len(types) == 1 else "mixed"
 
 
+def length_group(sample_id: str, op_type: str) -> str:
+    """``op_type``, with ``LONG_SUFFIX`` for a sample with a long drag or a large rotation: "rotate-long"."""
+    return op_type + (LONG_SUFFIX if sample_id.endswith(LONG_SUFFIX) else "")
+
+
 def _synthetic(seed: int, op_type: str, long: bool) -> tuple[DragRequest, GroundTruthEdit]:
     edit = random_edit(seed, op_type, long=long)
     return edit.request, edit
@@ -55,7 +61,7 @@ def synthetic_suite(per_type: int = 10, types: tuple[str, ...] = SYNTHETIC_TYPES
     for i in range(per_type):
         for op_type in types:
             long = i % 2 == 1
-            samples.append(Sample(f"{op_type}-{i:03d}{'-long' if long else ''}",
+            samples.append(Sample(f"{op_type}-{i:03d}{LONG_SUFFIX if long else ''}",
                                   partial(_synthetic, SYNTHETIC_SEED + i, op_type, long)))
     return samples
 
