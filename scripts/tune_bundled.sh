@@ -6,16 +6,16 @@ OUT="${1:-runs/tune}"
 PER_TYPE="${2:-2}"
 declare -A VARIANTS=(
   [preset]=""
-  [eta1]="--set progressive=false"
   [lr005]="--set learning_rate=0.05"
   [strength075]="--set strength=0.75"
-  [k10]="--set iterations=10"
-  [blocks012]="--set feature_blocks=up_blocks.0,up_blocks.1,up_blocks.2"
+  [k20]="--set iterations=20"
+  [scaled1]="--set feature_scale=1.0"
+  [steps25]="--set num_steps=25"
   [no_hard_mask]="--set hard_mask=false"
 )
-for name in preset eta1 lr005 strength075 k10 blocks012 no_hard_mask; do
+for name in preset lr005 strength075 k20 scaled1 steps25 no_hard_mask; do
   # shellcheck disable=SC2086
-  dragnext bench --model "${MODEL:-bundled}" --suite synthetic --per-type "$PER_TYPE" --methods dragnext-tuned --out "$OUT/$name" \
+  dragnext bench --model "${MODEL:-bundled}" --suite synthetic --per-type "$PER_TYPE" --methods dragnext --out "$OUT/$name" \
     --quiet ${VARIANTS[$name]} > "$OUT.$name.log" 2>&1 || echo "variant $name failed (see $OUT.$name.log)"
 done
 python - "$OUT" <<'PY'

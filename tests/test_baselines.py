@@ -1,5 +1,5 @@
-"""Baselines: point tracking and motion supervision on synthetic features, the latent warp, and each method on the
-bundled model (tiny settings; its quality is not relied on)."""
+"""Baselines: point tracking and motion supervision on synthetic features, and each method on the bundled model
+(tiny settings; its quality is not relied on). The latent warp itself: test_transport.py."""
 
 from __future__ import annotations
 
@@ -16,12 +16,9 @@ from dragnext.baselines import (
     sample_features,
     track_points,
     warp_drag,
-    warp_latent,
 )
 from dragnext.config import BUNDLED
 from dragnext.ground_truth import random_edit
-from dragnext.instructions import DragRequest, make_operation
-from dragnext.models.base import image_to_tensor
 
 torch.set_num_threads(1)
 
@@ -34,12 +31,6 @@ def blob_features(center_rc: tuple[float, float], size: int = SIZE) -> torch.Ten
     rows, cols = torch.meshgrid(torch.arange(size).float(), torch.arange(size).float(), indexing="ij")
     distance = (rows - center_rc[0]) ** 2 + (cols - center_rc[1]) ** 2
     return torch.stack([torch.exp(-distance / 8.0), torch.exp(-distance / 32.0), 0.2 * cols / size])[None]
-
-
-def box(height: int, width: int, rows: slice, cols: slice) -> np.ndarray:
-    mask = np.zeros((height, width), dtype=bool)
-    mask[rows, cols] = True
-    return mask
 
 
 # ------------------------------------------------------------------------------------------ point tracking
@@ -104,38 +95,6 @@ def test_point_drag_stops_at_the_iteration_budget_and_keeps_the_gradient_mask():
                          PointSettings(max_iterations=3, learning_rate=0.1), gradient_mask=mask)
     assert not result.reached and len(result.losses) == 3
     assert torch.equal(result.latent, latent)  # the mask zeroed every gradient
-
-
-# ------------------------------------------------------------------------------------------ warp
-
-
-def test_warp_puts_the_handle_region_at_the_target_exactly_on_a_pixel_space_latent():
-    rng = np.random.default_rng(0)
-    image = rng.integers(0, 256, (SIZE, SIZE, 3), dtype=np.uint8)
-    region = box(SIZE, SIZE, slice(4, 12), slice(5, 11))
-    request = DragRequest(image=image, operations=(make_operation("translate", region, (7, 8), (13, 11)),))
-    latent = image_to_tensor(image)
-    warped = warp_latent(latent, request)
-    # the region moved by (dx, dy) = (6, 3): rows 7-14, columns 11-16
-    torch.testing.assert_close(warped[..., 7:15, 11:17], latent[..., 4:12, 5:11], atol=1e-5, rtol=0)
-    target = torch.zeros(SIZE, SIZE, dtype=torch.bool)
-    target[7:15, 11:17] = True
-    assert torch.equal(warped[..., ~target], latent[..., ~target])  # the rest, the vacated part included, kept
-
-
-def test_warp_follows_a_rotation_like_ours():
-    image = np.zeros((SIZE, SIZE, 3), dtype=np.uint8)
-    image[10:12, 16:22] = 255  # a horizontal bar right of the centre (16, 11)
-    region = box(SIZE, SIZE, slice(8, 14), slice(15, 23))
-    request = DragRequest(image=image, operations=(make_operation("rotate", region, (21, 11), (16, 16),
-                                                                  center=(16, 11)),))
-    latent = image_to_tensor(image)
-    warped = warp_latent(latent, request)
-    # a quarter turn clockwise on screen about (16, 11): the bar now hangs below the centre, columns 16-17
-    assert warped[0, 0, 12:17, 16:18].min() > 0.99
-    assert warped[0, 0, 12:17, 14:16].max() < -0.99
-    # outside the moved region nothing changes, the vacated tip of the bar included (no inpainting here)
-    assert torch.equal(warped[..., 10:12, 20:22], latent[..., 10:12, 20:22])
 
 
 # ------------------------------------------------------------------------------------------ on the bundled model

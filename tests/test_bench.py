@@ -14,14 +14,14 @@ import torch
 from PIL import Image
 
 from dragnext.bench.cli import add_bench_parser
-from dragnext.bench.cost import recipe_counts
+from dragnext.bench.cost import KINDS, recipe_counts
 from dragnext.bench.memory import peak_rss_mb, reset_peak_rss
-from dragnext.bench.methods import ABLATIONS, MAIN, MethodError, MethodSpec, paper_config, resolve_methods
+from dragnext.bench.methods import ABLATIONS, MAIN, MethodError, MethodSpec, resolve_methods
 from dragnext.bench.report import length_pivot
 from dragnext.bench.runner import RESULTS, BenchError, read_results, run_benchmark
 from dragnext.bench.scoring import edit_regions, score_sample
 from dragnext.bench.suites import Sample, SuiteError, load_suite, synthetic_suite
-from dragnext.config import PAPER
+from dragnext.config import PAPER, STABLE_DIFFUSION
 from dragnext.editor import EditResult, PassCounts
 from dragnext.ground_truth import random_edit
 from dragnext.instructions import save_instructions
@@ -45,9 +45,9 @@ def bench(*argv: str) -> int:
 
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory):
-    """Two synthetic scenes (a translate and a deform), ours with the tuned preset, few steps."""
+    """Two synthetic scenes (a translate and a deform), ours (engine v2), few steps."""
     out = tmp_path_factory.mktemp("bench") / "run"
-    status = bench("--suite", "synthetic", "--per-type", "1", "--limit", "2", "--methods", "dragnext-tuned",
+    status = bench("--suite", "synthetic", "--per-type", "1", "--limit", "2", "--methods", "dragnext",
                    "--out", str(out), *FAST_ARGS)
     return out, status
 
@@ -57,20 +57,21 @@ def test_a_small_suite_runs_end_to_end_and_writes_every_output(finished_run):
     assert status == 0
     rows = read_results(out / RESULTS)
     assert [(row["sample"], row["method"], row["status"]) for row in rows] == [
-        ("translate-000", "dragnext-tuned", "ok"), ("deform-000", "dragnext-tuned", "ok")]
+        ("translate-000", "dragnext", "ok"), ("deform-000", "dragnext", "ok")]
     row = rows[0]
     assert row["type"] == "translate" and row["perceptual"] == "1-SSIM"
     assert 0 <= row["if_ed"] <= 1 and 0 <= row["if_th"] <= 1 and 0 <= row["iou"] <= 1
-    assert row["seconds"] > 0 and row["backward"] == 2 and row["peak_memory_mb"] > 0
+    # one optimised timestep, which starts at the moved latent, its own target: one iteration finds nothing to do
+    assert row["seconds"] > 0 and row["backward"] == 1 and row["peak_memory_mb"] > 0
     assert (out / row["output"]).is_file()
 
     summary = json.loads((out / "summary.json").read_text())
     assert summary["info"]["perceptual"] == "1-SSIM"
-    assert set(summary["methods"]["dragnext-tuned"]) == {"translate", "deform", "all"}
-    assert summary["methods"]["dragnext-tuned"]["all"]["n"] == 2
+    assert set(summary["methods"]["dragnext"]) == {"translate", "deform", "all"}
+    assert summary["methods"]["dragnext"]["all"]["n"] == 2
 
     report = (out / "report.md").read_text()
-    assert "1-SSIM" in report and "| dragnext-tuned | translate | 1 | 0 |" in report
+    assert "1-SSIM" in report and "| dragnext | translate | 1 | 0 |" in report
     for kind in ("translate", "deform"):
         assert f"](grid_{kind}.png)" in report
         with Image.open(out / f"grid_{kind}.png") as grid:
@@ -80,7 +81,7 @@ def test_a_small_suite_runs_end_to_end_and_writes_every_output(finished_run):
 def test_a_second_run_resumes_and_does_no_edits(finished_run, capsys):
     out, _ = finished_run
     before = (out / RESULTS).read_text()
-    assert bench("--suite", "synthetic", "--per-type", "1", "--limit", "2", "--methods", "dragnext-tuned",
+    assert bench("--suite", "synthetic", "--per-type", "1", "--limit", "2", "--methods", "dragnext",
                  "--out", str(out), *FAST_ARGS) == 0
     assert capsys.readouterr().out.startswith("0 edits (0 failed), 2 already done")
     assert (out / RESULTS).read_text() == before
@@ -90,16 +91,16 @@ def test_report_only_runs_nothing_and_rewrites_the_report(finished_run, capsys):
     out, _ = finished_run
     before = (out / RESULTS).read_text()
     (out / "report.md").unlink()
-    assert bench("--suite", "synthetic", "--per-type", "2", "--methods", "dragnext-tuned", "--out", str(out),
+    assert bench("--suite", "synthetic", "--per-type", "2", "--methods", "dragnext", "--out", str(out),
                  "--report-only", *FAST_ARGS) == 0
     assert capsys.readouterr().out.startswith("0 edits (0 failed)")
     assert (out / RESULTS).read_text() == before
-    assert "| dragnext-tuned | translate | 1 | 0 |" in (out / "report.md").read_text()
+    assert "| dragnext | translate | 1 | 0 |" in (out / "report.md").read_text()
 
 
 def test_resuming_with_other_settings_is_refused(finished_run, capsys):
     out, _ = finished_run
-    status = bench("--suite", "synthetic", "--per-type", "1", "--limit", "2", "--methods", "dragnext-tuned",
+    status = bench("--suite", "synthetic", "--per-type", "1", "--limit", "2", "--methods", "dragnext",
                    "--out", str(out), "--quiet", "--set", "num_steps=12", "--set", "pbsi_timesteps=1")
     assert status == 2
     assert "other settings" in capsys.readouterr().err
@@ -109,7 +110,7 @@ def test_resuming_with_other_settings_is_refused(finished_run, capsys):
     (["--suite", "synthetic", "--methods", "nope"], "unknown method 'nope'"),
     (["--suite", "/no/such/folder"], "not a folder"),
     (["--suite", "dragbench"], "needs --data"),
-    (["--suite", "synthetic", "--set", "pbsi_timesteps=11", "--methods", "dragnext-tuned", "--fast"],
+    (["--suite", "synthetic", "--set", "pbsi_timesteps=11", "--methods", "dragnext", "--fast"],
      "pbsi_timesteps exceeds"),
 ])
 def test_bad_input_is_a_one_line_error_with_status_2(tmp_path, capsys, argv, message):
@@ -137,7 +138,7 @@ def broken_sample() -> tuple:
 def test_a_failing_sample_is_recorded_and_the_run_goes_on(tmp_path):
     backbone = types.SimpleNamespace(device=torch.device("cpu"))
     samples = [*synthetic_suite(1)[:2], Sample("broken", broken_sample)]
-    methods = [MethodSpec("boom", failing_method, "tuned"), MethodSpec("copy", copy_method, "tuned")]
+    methods = [MethodSpec("boom", failing_method, "default"), MethodSpec("copy", copy_method, "default")]
     configs = {"boom": PAPER, "copy": PAPER}
     stats = run_benchmark(backbone, samples, methods, configs, tmp_path, SSIMDistance(), show_progress=False)
     assert (stats.edits, stats.failed, stats.skipped) == (6, 4, 0)
@@ -161,7 +162,7 @@ def test_a_failing_sample_is_recorded_and_the_run_goes_on(tmp_path):
 def test_a_run_scored_with_another_distance_is_not_mixed_in(tmp_path):
     backbone = types.SimpleNamespace(device=torch.device("cpu"))
     samples = synthetic_suite(1)[:1]
-    methods = [MethodSpec("copy", copy_method, "tuned")]
+    methods = [MethodSpec("copy", copy_method, "default")]
     run_benchmark(backbone, samples, methods, {"copy": PAPER}, tmp_path, SSIMDistance(), show_progress=False)
     other = types.SimpleNamespace(name="LPIPS-alex", map=SSIMDistance().map)
     with pytest.raises(BenchError, match="never mix"):
@@ -171,7 +172,7 @@ def test_a_run_scored_with_another_distance_is_not_mixed_in(tmp_path):
 def test_a_row_cut_short_by_a_crash_is_dropped_and_run_again(tmp_path):
     backbone = types.SimpleNamespace(device=torch.device("cpu"))
     samples = synthetic_suite(1)[:2]
-    methods = [MethodSpec("copy", copy_method, "tuned")]
+    methods = [MethodSpec("copy", copy_method, "default")]
     run_benchmark(backbone, samples, methods, {"copy": PAPER}, tmp_path, SSIMDistance(), show_progress=False)
     text = (tmp_path / RESULTS).read_text()
     (tmp_path / RESULTS).write_text(text[: text.index("\ndeform-000,") + 20])  # the last row, half written
@@ -231,16 +232,24 @@ def test_method_settings_on_the_bundled_model():
 
     backbone = load_backbone("bundled", device="cpu")
     specs = {m.name: m for m in resolve_methods("all")}
-    paper, adapted = paper_config(backbone)
-    assert adapted == {"mutual_attention_start_layer": 3}  # the paper's 10th layer; the model has 7
-    assert specs["dragnext"].config(backbone) == paper
-    tuned = specs["dragnext-tuned"].config(backbone)
-    assert tuned.strength == 0.5 and tuned.hard_mask
+    paper = specs["paper"].config(backbone)
+    # the paper's settings, but for the 10th self-attention layer: the model has 7
+    assert paper == PAPER.override(mutual_attention_start_layer=3)
+    ours = specs["dragnext"].config(backbone)
+    assert ours.strength == 0.5 and ours.hard_mask and ours.start == "moved" and ours.deformation == "field"
     # user overrides apply to all, a method's defining settings win
-    assert specs["ablation-pbsi7"].config(backbone, {"pbsi_timesteps": 2, "num_steps": 20}).pbsi_timesteps == 7
-    assert specs["ablation-eta1"].config(backbone, {"progressive": True}).progressive is False
-    assert specs["ablation-no-msa"].config(backbone).mutual_attention is False
+    assert specs["ablation-pbsi4"].config(backbone, {"pbsi_timesteps": 2, "num_steps": 20}).pbsi_timesteps == 4
+    assert specs["ablation-no-fill"].config(backbone, {"fill": "nearest"}).fill == "none"
+    assert specs["ablation-no-field"].config(backbone).deformation == "translate"
+    assert specs["ablation-no-warm-start"].config(backbone).start == "unedited"
+    assert specs["ablation-full-res-loss"].config(backbone).feature_scale == 1.0
     assert specs["identity"].config(backbone).pbsi_timesteps == 0
+    assert specs["copy"].config(backbone).fill == "none" and specs["warp"].config(backbone).fill == ours.fill
+    # every ablation differs from ours in exactly the settings it names
+    for name in ABLATIONS:
+        config = specs[name].config(backbone)
+        changed = {key for key in specs[name].changes if getattr(config, key) != getattr(ours, key)}
+        assert changed == set(specs[name].changes), name
 
 
 # ------------------------------------------------------------------------------------------ metrics
@@ -332,28 +341,41 @@ def test_score_sample_adds_the_ground_truth_on_synthetic_scenes(edit):
 # ------------------------------------------------------------------------------------------ cost
 
 
-def test_recipe_counts_follow_the_paper_and_dragdiffusion():
-    counts = recipe_counts(PAPER)
-    assert counts["dragnext"] == {"lora_step": 80, "forward": 38, "features": 5, "features_backward": 50,
-                                  "forward_pair": 38}
+def test_recipe_counts_follow_the_presets_and_dragdiffusion():
+    counts = recipe_counts()
+    assert list(counts) == ["v2", "v2-cached-lora", "v2-no-lora", "paper", "dragdiffusion"]
+    assert counts["paper"] == {"lora_step": 80, "forward": 38, "features": 5, "features_backward": 50,
+                               "forward_pair": 38}
     assert counts["dragdiffusion"] == {"lora_step": 80, "forward": 39, "forward_backward": 80, "forward_pair": 38}
+    v2 = STABLE_DIFFUSION
+    steps = v2.inversion_steps
+    # per optimised timestep the moved start's features, then K iterations, all native
+    assert counts["v2"] == {"lora_step": v2.lora_steps, "forward": steps, "features_native": v2.pbsi_timesteps,
+                            "features_backward_native": v2.pbsi_timesteps * v2.iterations, "forward_pair": steps}
+    assert counts["v2-cached-lora"]["lora_step"] == counts["v2-no-lora"]["lora_step"] == 0
 
 
 def test_cost_only_on_a_tiny_unet(tmp_path, capsys):
     assert bench("--cost-only", "--cost-unet", "tiny", "--cost-size", "64", "--cost-repeats", "1", "--device", "cpu",
                  "--out", str(tmp_path)) == 0
     captured = capsys.readouterr()
-    assert "time ratio" in captured.out and "cost: timing lora_step (6/6)" in captured.err
+    assert "time ratio to DragDiffusion: v2 " in captured.out and "cost: timing lora_step (8/8)" in captured.err
     report = json.loads((tmp_path / "cost.json").read_text())
     assert report["unet"] == "tiny" and report["image_size"] == 64
-    assert set(report["kinds"]) == {"forward", "forward_pair", "features", "features_backward", "forward_backward",
-                                    "lora_step"}
+    assert set(report["kinds"]) == set(KINDS)
     assert all(kind["seconds"] > 0 for kind in report["kinds"].values())
-    assert report["time_ratio"] == pytest.approx(report["seconds"]["dragnext"] / report["seconds"]["dragdiffusion"])
-    assert "Ratio ours / DragDiffusion" in (tmp_path / "cost.md").read_text()
+    assert report["time_ratio"] == pytest.approx(report["seconds"]["v2"] / report["seconds"]["dragdiffusion"])
+    assert report["ratios"]["paper"]["drag"] == pytest.approx(
+        report["drag_seconds"]["paper"] / report["drag_seconds"]["dragdiffusion"])
+    # a cached LoRA removes only the LoRA steps
+    kinds = report["kinds"]
+    assert report["seconds"]["v2"] - report["seconds"]["v2-cached-lora"] == pytest.approx(
+        report["counts"]["v2"]["lora_step"] * kinds["lora_step"]["seconds"])
+    markdown = (tmp_path / "cost.md").read_text()
+    assert "| v2-no-lora |" in markdown and "time ratio" in markdown
     if reset_peak_rss():  # Linux: the CPU peak RSS is measured per kind, weights and interpreter included
         assert all(kind["peak_mb"] > 50 for kind in report["kinds"].values())
-        assert "peak memory" in (tmp_path / "cost.md").read_text().split("Ratio")[1]
+        assert report["ratios"]["v2"]["peak"] is not None
 
 
 def test_peak_rss_resets_to_the_current_size():

@@ -15,7 +15,7 @@ from dragnext.models import load_backbone
 
 SMALL = PAPER.override(num_steps=6, strength=0.5, pbsi_timesteps=2, iterations=3, lora_steps=2,
                        feature_blocks=("up_blocks.0", "up_blocks.1"), mutual_attention_start_layer=2)
-PHASES = {"encode", "lora", "inversion", "pbsi", "denoise", "decode"}
+PHASES = {"start", "encode", "lora", "inversion", "pbsi", "denoise", "decode"}
 
 
 def random_image(height: int, width: int, seed: int) -> np.ndarray:
@@ -276,5 +276,29 @@ def test_lora_is_cached_and_disabled_when_off(tiny_sd):
 
 def test_backbone_preset_is_the_default_config(tiny_sd):
     assert tiny_sd.backbone.name == "stable-diffusion"
-    assert DragEditor(tiny_sd.backbone).config == config_module.PAPER
+    assert DragEditor(tiny_sd.backbone).config == config_module.STABLE_DIFFUSION
+    assert config_module.PAPER.override(**config_module.ENGINE_V2) == config_module.STABLE_DIFFUSION
     assert DragEditor(tiny_sd.backbone, SMALL).config is SMALL
+
+
+def test_engine_v2_edits_with_stable_diffusion_end_to_end(tiny_sd):
+    """The default preset on an SD layout: the moved start at latent resolution, native-size feature maps of two
+    blocks, a deform field, LoRA and mutual attention; the passes add up."""
+    from dragnext.config import STABLE_DIFFUSION
+
+    v2 = STABLE_DIFFUSION.override(num_steps=6, strength=0.5, iterations=2, lora_steps=1,
+                                   feature_blocks=("up_blocks.0", "up_blocks.1"), mutual_attention_start_layer=2)
+    request = two_operation_request(seed=31)
+    deform = make_operation("deform", box(30, 42, slice(2, 9), slice(30, 37)), (33, 5), (36, 8))
+    request = DragRequest(image=request.image, operations=(*request.operations, deform),
+                          editable_mask=request.editable_mask)
+    result = DragEditor(tiny_sd.backbone, v2)(request, seed=1)
+    assert result.image.shape == (30, 42, 3)
+    assert len(result.loss_history) == v2.pbsi_timesteps and all(1 <= len(h) <= 2 for h in result.loss_history)
+    iterations = sum(len(h) for h in result.loss_history)
+    steps = v2.inversion_steps
+    assert result.passes.truncated_forward == v2.pbsi_timesteps + iterations
+    assert result.passes.backward == iterations + v2.lora_steps
+    assert result.passes.forward == steps + 2 * steps + v2.lora_steps
+    outside = ~request.editable_mask
+    assert np.array_equal(result.image[outside], request.image[outside])

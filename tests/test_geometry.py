@@ -8,6 +8,9 @@ import torch
 import torch.nn.functional as F
 
 from dragnext.geometry import (
+    deformation_displacement,
+    deformation_radius,
+    deformation_source,
     eta_schedule,
     feature_pixel_to_image,
     image_to_feature_pixel,
@@ -264,3 +267,87 @@ def test_resize_mask_coverage():
     assert cov.shape == (4, 4) and cov.dtype == torch.float32
     assert cov[0, 0] == 0.5 and cov.sum() == 0.5
     assert torch.equal(resize_mask(mask.astype(np.float32), (16, 16)), torch.from_numpy(mask.astype(np.float32)))
+
+
+# ------------------------------------------------------------------------------------------ deformation field
+
+
+def _disc(size, center, radius):
+    rows, cols = np.mgrid[0:size, 0:size]
+    return np.hypot(cols - center[0], rows - center[1]) <= radius
+
+
+def test_deformation_moves_the_handle_fully_and_the_far_side_not_at_all():
+    region = _disc(64, (30, 30), 4)
+    handle, target = (30.0, 30.0), (40.0, 24.0)
+    radius = deformation_radius(region, handle, target)
+    assert radius == pytest.approx(1.25 * math.hypot(10, 6))  # the region (radius 4) is smaller than the drag
+    np.testing.assert_allclose(deformation_displacement(np.array(handle), handle, target, radius), [10.0, -6.0])
+    # anchors: the support's rim and everything beyond it stay
+    angles = np.linspace(0, 2 * np.pi, 16, endpoint=False)
+    rim = np.stack([30 + radius * np.cos(angles), 30 + radius * np.sin(angles)], axis=-1)
+    np.testing.assert_allclose(deformation_displacement(rim, handle, target, radius), 0.0, atol=1e-12)
+    beyond = 30 + (rim - 30) * 1.5
+    np.testing.assert_allclose(deformation_displacement(beyond, handle, target, radius), 0.0, atol=1e-12)
+    # halfway to the rim, half the displacement, in the drag's direction
+    halfway = np.array([30 + radius / 2, 30.0])
+    np.testing.assert_allclose(deformation_displacement(halfway, handle, target, radius), [5.0, -3.0])
+
+
+def test_a_regions_far_side_stays_when_it_reaches_beyond_the_drag():
+    region = np.zeros((64, 64), bool)
+    region[20:24, 10:50] = True  # a long bar, dragged at its right end
+    handle, target = (48.0, 22.0), (48.0, 14.0)
+    radius = deformation_radius(region, handle, target)
+    assert radius == pytest.approx(math.hypot(48 - 10, 22 - 20))
+    far_end = np.array([10.0, 20.0])
+    np.testing.assert_allclose(deformation_displacement(far_end, handle, target, radius), 0.0, atol=1e-12)
+
+
+def test_deformation_source_inverts_the_field():
+    handle, target, radius = (20.0, 20.0), (31.0, 27.0), 18.0
+    rng = np.random.default_rng(0)
+    points = rng.uniform(0, 48, (500, 2))
+    forward = points + deformation_displacement(points, handle, target, radius)
+    np.testing.assert_allclose(deformation_source(forward, handle, target, radius), points, atol=1e-5)
+    with pytest.raises(ValueError, match="not invertible"):
+        deformation_source(points, handle, target, 5.0)
+
+
+def test_the_deformations_of_the_synthetic_suite_are_invertible():
+    """Jacobian determinant > 0 everywhere (finite differences) for every vertex drag the suite makes."""
+    from dragnext.ground_truth import random_edit
+
+    rows, cols = np.mgrid[0:64, 0:64].astype(np.float64)
+    points = np.stack([cols, rows], axis=-1)
+    step = 0.25
+    for seed in range(1000, 1010):
+        for long in (False, True):
+            op = random_edit(seed, "deform", long=long).request.operations[0]
+            radius = deformation_radius(op.region, op.handle, op.target)
+
+            def mapped(p, op=op, radius=radius):
+                return p + deformation_displacement(p, op.handle, op.target, radius)
+
+            dx = (mapped(points + [step, 0]) - mapped(points - [step, 0])) / (2 * step)
+            dy = (mapped(points + [0, step]) - mapped(points - [0, step])) / (2 * step)
+            determinant = dx[..., 0] * dy[..., 1] - dx[..., 1] * dy[..., 0]
+            assert determinant.min() > 0, (seed, long)
+
+
+def test_region_motion_of_a_field_deform_is_its_support_and_inverse():
+    region = _disc(32, (16, 16), 3)
+    moved, grid = region_motion(region, "deform", (16, 16), (21, 16), None, 1.0, (32, 32), (32, 32))
+    radius = 1.25 * 5
+    assert moved.sum() == pytest.approx(np.pi * radius**2, rel=0.15)
+    # the target pixel samples the handle; a pixel outside the support samples itself
+    source_of_target = normalized_to_xy(grid[0, 16, 21], 32)
+    np.testing.assert_allclose(source_of_target, [16.0, 16.0], atol=1e-4)
+    np.testing.assert_allclose(normalized_to_xy(grid[0, 2, 2], 32), [2.0, 2.0], atol=1e-6)
+    translated, _ = region_motion(region, "deform", (16, 16), (21, 16), None, 1.0, (32, 32), (32, 32),
+                                  deformation="translate")
+    assert translated.sum() < moved.sum() / 3  # the paper's reading moves the disc alone
+
+
+def normalized_to_xy(point, size):
+    return ((np.asarray(point, dtype=np.float64) + 1.0) * size - 1.0) / 2.0

@@ -326,7 +326,21 @@ def test_settings_override_the_base_config():
     assert (config.num_steps, config.pbsi_timesteps, config.iterations, config.learning_rate, config.lora) == (
         10, 2, 3, 0.05, False)
     assert config.feature_blocks == BUNDLED.feature_blocks and seed == 7
-    assert Settings.from_config(BUNDLED) == Settings(50, 5, 20, 0.1, False, 0)
+    assert Settings.from_config(BUNDLED) == Settings(50, 1, 10, 0.1, False, 0, "default")
+
+
+def test_the_runner_takes_the_pages_preset_and_refuses_an_unknown_one(tmp_path):
+    from dragnext.config import PAPER
+
+    editor = FakeEditor()
+    runner = EditRunner(None, BUNDLED, editor=editor, presets={"paper": PAPER})
+    assert list(runner.presets) == ["default", "paper"] and runner.presets["default"] is BUNDLED
+    settings = Settings.from_config(PAPER, preset="paper")
+    assert runner.run(ready_session(), None, settings, "", tmp_path).ok
+    used = editor.calls[-1][0]
+    assert used.start == "unedited" and used.feature_blocks == PAPER.feature_blocks and used.num_steps == 50
+    outcome = runner.run(ready_session(), None, Settings.from_config(BUNDLED, preset="v3"), "", tmp_path)
+    assert not outcome.ok and "Preset: 'v3'" in outcome.message
 
 
 @pytest.mark.parametrize(

@@ -7,12 +7,14 @@ mutual self-attention, decoding and paste-back: a baseline is a :class:`~dragnex
 - :func:`dragnext`: ours, Latent Region Optimisation solved by PBSI (DragNeXt, Zhou et al., arXiv 2506.07611).
 - :func:`point_drag`: point-based motion supervision with nearest-neighbour point tracking at one timestep
   (DragDiffusion, Shi et al., CVPR 2024, Sec. 3.3; the DragGAN recipe moved to a diffusion latent).
-- :func:`warp_drag`: the handle region's latent copied to where the region lands, no optimisation (the
-  FastDrag / RegionDrag family).
+- :func:`warp_drag`: every region's latent moved to its target pose and the area it vacates filled, no
+  optimisation (the FastDrag / RegionDrag family; the start of engine v2 alone).
+- :func:`copy_drag`: the latent copied with the old content left in place (engine v1's ``warp``).
 - :func:`identity`: inversion and reconstruction with no edit, the floor every method must beat.
 
-Point and warp edit the latent at the first denoising timestep after inversion only, so they run with
-``pbsi_timesteps=1`` (their ``EditResult.config`` says so); every pass they spend is counted in ``passes``.
+Point edits the latent at the first denoising timestep after inversion only, so it runs with
+``pbsi_timesteps=1``; warp and copy move it before that timestep and optimise nothing (``pbsi_timesteps=0``).
+Their ``EditResult.config`` says so; every pass they spend is counted in ``passes``.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from . import geometry
-from .config import EditConfig
+from .config import PAPER, EditConfig
 from .editor import DragEditor, EditResult, PassCounts, ProgressCallback
 from .instructions import DragRequest
 from .models.base import Backbone
@@ -55,46 +57,27 @@ def identity(backbone: Backbone, request: DragRequest, config: EditConfig, *, se
     Mutual self-attention is switched off: with no edit both branches are the same latent, so it would change
     nothing and double the denoising passes.
     """
-    no_edit = config.override(pbsi_timesteps=0, mutual_attention=False)
+    no_edit = config.override(start="unedited", pbsi_timesteps=0, mutual_attention=False)
     return DragEditor(backbone, no_edit)(request, seed=seed, progress=progress)
 
 
 # ------------------------------------------------------------------------------------------------------- warp
 
 
-def warp_latent(latent: torch.Tensor, request: DragRequest) -> torch.Tensor:
-    """``latent`` with each operation's handle region copied to where it lands (the full move, eta = 1).
-
-    The same geometry as ours (:func:`geometry.region_motion` at the latent's resolution): inside each moved
-    region the latent is sampled (bilinear) from the *unedited* latent through the inverse map; everything
-    else, the vacated part of the handle region included, keeps its value. ``request`` gives the image size
-    the points are in. Operations are pasted in order, a later one over an earlier one.
-    """
-    image_size = request.image.shape[:2]
-    latent_size = tuple(latent.shape[-2:])
-    edited = latent.clone()
-    for op in request.operations:
-        moved, grid = geometry.region_motion(op.region, op.type, op.handle, op.target, op.center, 1.0, image_size,
-                                             latent_size)
-        inside = moved.to(latent.device)[None, None] > 0
-        edited = torch.where(inside, geometry.warp(latent, grid.to(latent.device)), edited)
-    return edited
-
-
-class WarpEditor(DragEditor):
-    """The editor with the latent warped once, at the first denoising timestep, instead of optimised."""
-
-    def edit_latent(self, latent, reference_latent, t, conditioning, work, latent_mask, config, timestep_index,
-                    passes):
-        if timestep_index > 0:
-            return latent, []
-        return warp_latent(latent, work), []
-
-
 def warp_drag(backbone: Backbone, request: DragRequest, config: EditConfig, *, seed: int = 0,
               progress: ProgressCallback | None = None) -> EditResult:
-    """Copy the handle region's inverted latent to the target and denoise (FastDrag / RegionDrag family)."""
-    return WarpEditor(backbone, config)(request, config.override(pbsi_timesteps=1), seed=seed, progress=progress)
+    """Every region's inverted latent moved to its target pose, the vacated area filled, then denoised with no
+    optimisation (FastDrag / RegionDrag family; ``config.fill`` and ``deformation`` as given, by default ours)."""
+    return DragEditor(backbone, config)(request, config.override(start="moved", pbsi_timesteps=0), seed=seed,
+                                        progress=progress)
+
+
+def copy_drag(backbone: Backbone, request: DragRequest, config: EditConfig, *, seed: int = 0,
+              progress: ProgressCallback | None = None) -> EditResult:
+    """The handle region's inverted latent copied to where it lands, the old content left in place, a deform
+    translated as a part: the ``warp`` baseline of engine v1, kept for continuity."""
+    changes = {"start": "moved", "fill": "none", "deformation": "translate", "pbsi_timesteps": 0}
+    return DragEditor(backbone, config)(request, config.override(**changes), seed=seed, progress=progress)
 
 
 # ------------------------------------------------------------------------------------------------------ point
@@ -223,7 +206,8 @@ class PointEditor(DragEditor):
     """The editor with DragDiffusion's point dragging at the first denoising timestep instead of PBSI.
 
     Handles are each operation's handle, targets its target (the region is not used: point methods know only
-    points). Features are the same as ours (``feature_blocks`` at ``feature_scale``), truncated forwards.
+    points). Features are the same as ours (``feature_blocks`` at ``feature_scale``; half the image size, as
+    DragDiffusion, where ours compares them at native sizes), truncated forwards.
     Choice: the editable-mask term ``lambda |z - z_ref|`` is on the optimised latent itself, as ours; DragDiffusion
     puts it on the DDIM step taken from it, which needs a full forward per step. ``hard_mask`` applies as ours.
     """
@@ -237,7 +221,8 @@ class PointEditor(DragEditor):
         if timestep_index > 0:
             return latent, []
         image_size = work.image.shape[:2]
-        feature_size = config.feature_size(image_size)
+        # point supervision needs one map: where ours compares blocks at native sizes, DragDiffusion's half size
+        feature_size = config.feature_size(image_size) or PAPER.feature_size(image_size)
 
         def features_of(z):
             passes.truncated_forward += 1
@@ -268,4 +253,4 @@ def point_drag(backbone: Backbone, request: DragRequest, config: EditConfig, *, 
                progress: ProgressCallback | None = None, settings: PointSettings = DRAGDIFFUSION) -> EditResult:
     """DragDiffusion-style point dragging at one timestep, then denoising as ours (mutual self-attention)."""
     editor = PointEditor(backbone, config, settings)
-    return editor(request, config.override(pbsi_timesteps=1), seed=seed, progress=progress)
+    return editor(request, config.override(start="unedited", pbsi_timesteps=1), seed=seed, progress=progress)

@@ -12,6 +12,7 @@ import logging
 import sys
 from pathlib import Path
 
+from .config import PRESET_NAMES
 from .files import write_png_atomic
 from .instructions import InstructionError, load_instructions
 
@@ -71,10 +72,10 @@ def parse_override(text: str):
         known = ", ".join(fields)
         raise CliError(f"--set: expected KEY=VALUE with KEY one of: {known}; got '{text}'", EXIT_BAD_INPUT)
     default = getattr(EditConfig(), key)
+    if "None" in str(fields[key].type) and raw.lower() == "none":  # optional settings (feature_scale, ...)
+        return key, None
     if default is None:  # optional integer settings (auto_editable_radius)
         default = 0
-        if raw.lower() == "none":
-            return key, None
     try:
         if isinstance(default, bool):
             if raw.lower() not in ("true", "false", "1", "0", "yes", "no"):
@@ -101,7 +102,7 @@ def _config_from_args(args):
     if args.no_lora:
         changes["lora"] = False
     try:
-        return preset(preset_name_for_model(args.model)).override(**changes)
+        return preset(preset_name_for_model(args.model), args.preset).override(**changes)
     except ConfigError as error:
         raise CliError(str(error), EXIT_BAD_INPUT) from None
 
@@ -212,7 +213,12 @@ def build_parser() -> argparse.ArgumentParser:
     edit.add_argument("--iterations", type=int, help="Adam steps per PBSI timestep (K)")
     edit.add_argument("--lr", type=float, help="Adam learning rate on the latent")
     edit.add_argument("--no-lora", action="store_true", help="skip the identity-preserving LoRA (SD only)")
-    edit.add_argument("--set", action="append", metavar="KEY=VALUE", help="any EditConfig setting; repeatable")
+    edit.add_argument("--preset", default="default", choices=PRESET_NAMES,
+                      help="default: engine v2 (each region starts at its target pose, the area it leaves filled, "
+                           "then one timestep of region optimisation); paper: the DragNeXt paper's settings exactly "
+                           "(PBSI from the inverted latent over 5 timesteps x 10 iterations); see docs/method.md")
+    edit.add_argument("--set", action="append", metavar="KEY=VALUE",
+                      help="any EditConfig setting, applied over the preset; repeatable")
     _add_model_flags(edit, "stable-diffusion-v1-5/stable-diffusion-v1-5")
     edit.set_defaults(run=command_edit)
 

@@ -329,11 +329,11 @@ def random_edit(seed: int, op_type: str, size: int = 64, long: bool = False) -> 
     visible area is at least 60% of its full area and 40 px (at 64 px) and whose colour is at least 0.3 (RGB
     distance) from the background and the other shapes, so that ``metrics.recover_shape_mask`` finds it (a
     polygon for deform; not a circle for rotate, which would not change about its own centre), then the
-    parameters (lengths scale with ``size / 64``; ``long`` does not change scale):
+    parameters (lengths scale with ``size / 64``):
 
     - translate: offset 6-14 px (``long``: 16-26 px) in a random direction;
     - rotate: 20-60 degrees (``long``: 60-120), either sign, about the shape's centroid;
-    - scale: factor in [0.6, 0.8] or [1.25, 1.6], about the shape's centroid;
+    - scale: factor in [0.6, 0.8] or [1.25, 1.6] (``long``: [0.4, 0.6] or [1.6, 2.2]), about the shape's centroid;
     - deform: a random vertex moved 4-10 px (``long``: 10-18 px) in a random direction.
 
     An edit is rejected, and the next attempt drawn, when the expected shape comes within 1 px of the
@@ -369,7 +369,11 @@ def random_edit(seed: int, op_type: str, size: int = 64, long: bool = False) -> 
                 angle = rng.uniform(*((60.0, 120.0) if long else (20.0, 60.0))) * rng.choice([-1.0, 1.0])
                 edit = rotate_edit(scene, index, float(angle))
             elif op_type == "scale":
-                low, high = (0.6, 0.8) if rng.random() < 0.5 else (1.25, 1.6)
+                shrink = rng.random() < 0.5
+                if long:
+                    low, high = (0.4, 0.6) if shrink else (1.6, 2.2)
+                else:
+                    low, high = (0.6, 0.8) if shrink else (1.25, 1.6)
                 edit = scale_edit(scene, index, float(rng.uniform(low, high)))
             else:
                 vertex = int(rng.integers(len(scene.shapes[index].vertices)))

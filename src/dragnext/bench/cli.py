@@ -13,8 +13,8 @@ import sys
 from typing import Any
 
 from ..cli import EXIT_BAD_INPUT, EXIT_FAILURE, CliError, load_model, parse_override
-from ..config import ConfigError, EditConfig
-from .methods import FAST_SETTINGS, MAIN, MethodError, paper_config, resolve_methods
+from ..config import PAPER, ConfigError, EditConfig, preset
+from .methods import FAST_SETTINGS, MAIN, MethodError, resolve_methods
 
 DEFAULT_METHODS = ",".join(MAIN)
 
@@ -95,12 +95,13 @@ def _cost_only(args) -> int:
     out.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out / "cost.json", cost_json(report))
     write_text_atomic(out / "cost.md", cost_markdown(report))
-    print(f"wrote {out / 'cost.md'}: ours / DragDiffusion time ratio {report.time_ratio:.3f} "
-          f"({report.unet} UNet, {report.image_size} px, {report.device})")
+    ratios = ", ".join(f"{recipe} {report.ratio(recipe):.3f}" for recipe in list(report.counts)[:-1])
+    print(f"wrote {out / 'cost.md'}: time ratio to DragDiffusion: {ratios} ({report.unet} UNet, "
+          f"{report.image_size} px, {report.device})")
     return 0
 
 
-def _settings_text(config: EditConfig, note: dict[str, Any] | None = None) -> str:
+def _settings_text(config: EditConfig, note: set[str] | None = None) -> str:
     default = EditConfig()
     changed = [f"{f.name}={getattr(config, f.name)}" for f in dataclasses.fields(config)
                if getattr(config, f.name) != getattr(default, f.name)]
@@ -154,7 +155,8 @@ def _bench(args) -> int:
             check_config(backbone, config)
     except ConfigError as error:
         raise CliError(str(error), EXIT_BAD_INPUT) from None
-    adapted = paper_config(backbone)[1]
+    paper = preset(backbone.name, "paper")
+    adapted = {f.name for f in dataclasses.fields(PAPER) if getattr(paper, f.name) != getattr(PAPER, f.name)}
     info = {
         "model": args.model, "device": str(backbone.device), "seed": args.seed, "suite": args.suite,
         "suite_description": description, "perceptual": distance.name, "perceptual_distance": distance.description,

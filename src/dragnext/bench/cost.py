@@ -1,27 +1,28 @@
-"""``bench --cost-only``: the cost of our recipe against DragDiffusion's, on a UNet with random weights.
+"""``bench --cost-only``: the cost of our recipes against DragDiffusion's, on a UNet with random weights.
 
 Compute does not depend on the weights, so a ``UNet2DConditionModel`` built in code from Stable Diffusion 1.5's
 config with random initialisation, at 512 x 512 (latent 64 x 64), costs what SD-1.5 costs, and nothing is
-downloaded. Rather than run both recipes in full, each *kind* of UNet pass is timed ``repeats`` times (after one
+downloaded. Rather than run the recipes in full, each *kind* of UNet pass is timed ``repeats`` times (after one
 warm-up) and multiplied by how many of that kind each recipe spends per edit:
 
 - ``forward``: a plain forward, batch 1 (DDIM inversion; DragDiffusion's reference forward at the drag step);
 - ``forward_pair``: a forward of the batch [reference, edited] with mutual self-attention (denoising);
-- ``features``: a forward stopped after the last feature block (PBSI's reference features);
-- ``features_backward``: that, with the gradient to the latent (one PBSI iteration);
+- ``features`` / ``features_native``: a forward stopped after the last feature block, the maps resized to the
+  paper's half image side / left at their native resolutions (a region-optimisation target);
+- ``features_backward`` / ``features_backward_native``: that, with the gradient to the latent (one iteration);
 - ``forward_backward``: one DragDiffusion drag iteration: a full forward (its code runs the whole UNet, for the
   features and for the DDIM step of its mask term; tracking reuses it), its feature map (``up_blocks.2``'s output
   resized to half the image side, ``DRAGDIFFUSION_FEATURE_BLOCK``), and the gradient of both to the latent;
 - ``lora_step``: one step of the identity LoRA (forward, backward to the rank-r LoRA, AdamW).
 
-Recipes per edit, from ``config.PAPER`` (inversion_steps = 38):
+Recipes per edit (:func:`recipe_counts`): ``v2`` (the Stable Diffusion default preset, engine v2), ``v2-cached-lora``
+(its LoRA loaded from the cache: no LoRA steps), ``v2-no-lora``, ``paper`` (``config.PAPER``) and
+``dragdiffusion`` (80 LoRA steps, 38 + 1 ``forward``, 80 ``forward_backward``, its maximum: it stops early once
+every handle has arrived, so this is its worst case; 38 ``forward_pair``). The drag phase is the region
+optimisation (``features*`` kinds) or DragDiffusion's drag iterations.
 
-- ours: ``lora_steps`` LoRA steps, 38 ``forward``, ``pbsi_timesteps`` ``features`` and ``pbsi_timesteps x
-  iterations`` ``features_backward``, 38 ``forward_pair``;
-- DragDiffusion: 80 LoRA steps, 38 + 1 ``forward``, 80 ``forward_backward`` (its maximum: it stops early once
-  every handle has arrived, so this is its worst case), 38 ``forward_pair``.
-
-Not timed, the same in both: VAE encoding/decoding, the text encoder, scheduler arithmetic, Python overhead.
+Not timed, the same in all: VAE encoding/decoding, the text encoder, scheduler arithmetic, Python overhead (and
+v2's latent move and fill, tensor arithmetic on a 64 x 64 latent).
 Peak memory per kind, weights included: ``torch.cuda.max_memory_allocated`` on CUDA; on a CPU the process's peak
 RSS, reset before each kind where Linux allows it (``memory.reset_peak_rss``), else not reported.
 """
@@ -40,7 +41,7 @@ import torch.nn.functional as F
 
 from ..attention import MutualAttentionSwitch, installed_processors, mutual_attention_processors
 from ..baselines import DRAGDIFFUSION, PointSettings
-from ..config import PAPER, EditConfig
+from ..config import PAPER, STABLE_DIFFUSION, EditConfig
 from ..models.base import Backbone, default_device, default_dtype
 from .memory import peak_rss_mb, reset_peak_rss
 
@@ -69,7 +70,10 @@ TINY_UNET_CONFIG: dict[str, Any] = {
     "cross_attention_dim": 32, "attention_head_dim": 2, "norm_num_groups": 8,
 }
 UNET_CONFIGS = {"sd15": SD15_UNET_CONFIG, "tiny": TINY_UNET_CONFIG}
-KINDS = ("forward", "forward_pair", "features", "features_backward", "forward_backward", "lora_step")
+KINDS = ("forward", "forward_pair", "features", "features_backward", "features_native", "features_backward_native",
+         "forward_backward", "lora_step")
+DRAG_KINDS = ("features", "features_backward", "features_native", "features_backward_native", "forward_backward")
+REFERENCE = "dragdiffusion"  # the recipe every other one is compared with
 
 
 def unet_config(name_or_path: str) -> tuple[str, dict[str, Any]]:
@@ -127,20 +131,33 @@ class PassCost:
     peak_mb: float | None  # peak during the kind, weights included (see the module docstring); None if unknown
 
 
-def recipe_counts(config: EditConfig = PAPER, point: PointSettings = DRAGDIFFUSION,
+def default_recipes() -> dict[str, EditConfig]:
+    """Our recipes by name: engine v2 (with its LoRA fitted, loaded from the cache, or off) and the paper's."""
+    return {"v2": STABLE_DIFFUSION, "v2-cached-lora": STABLE_DIFFUSION.override(lora_steps=0),
+            "v2-no-lora": STABLE_DIFFUSION.override(lora=False), "paper": PAPER}
+
+
+def recipe_counts(recipes: Mapping[str, EditConfig] | None = None, point: PointSettings = DRAGDIFFUSION,
                   dragdiffusion_lora_steps: int = DRAGDIFFUSION_LORA_STEPS) -> dict[str, dict[str, int]]:
-    """Passes of each kind per edit: ``{"dragnext": {...}, "dragdiffusion": {...}}``."""
-    steps = config.inversion_steps
-    ours = {
-        "lora_step": config.lora_steps if config.lora else 0, "forward": steps,
-        "features": config.pbsi_timesteps, "features_backward": config.pbsi_timesteps * config.iterations,
-        "forward_pair": steps if config.mutual_attention else 0,
-    }
-    if not config.mutual_attention:
-        ours["forward"] += steps
-    theirs = {"lora_step": dragdiffusion_lora_steps, "forward": steps + 1,
-              "forward_backward": point.max_iterations, "forward_pair": steps}
-    return {"dragnext": ours, "dragdiffusion": theirs}
+    """Passes of each kind per edit, per recipe, ``REFERENCE`` (DragDiffusion) last."""
+    counts = {}
+    for name, config in (recipes or default_recipes()).items():
+        steps = config.inversion_steps
+        native = "_native" if config.feature_scale is None else ""
+        # a region-optimisation timestep reads its targets: the unedited features, the moved start's, or both
+        targets = 2 if config.loss_target == "by-type" else 1
+        ours = {
+            "lora_step": config.lora_steps if config.lora else 0, "forward": steps,
+            f"features{native}": config.pbsi_timesteps * targets,
+            f"features_backward{native}": config.pbsi_timesteps * config.iterations,
+            "forward_pair": steps if config.mutual_attention else 0,
+        }
+        if not config.mutual_attention:
+            ours["forward"] += steps
+        counts[name] = ours
+    counts[REFERENCE] = {"lora_step": dragdiffusion_lora_steps, "forward": PAPER.inversion_steps + 1,
+                         "forward_backward": point.max_iterations, "forward_pair": PAPER.inversion_steps}
+    return counts
 
 
 def _sync(device: torch.device) -> None:
@@ -179,7 +196,7 @@ def time_passes(backbone: UNetOnly, latent_size: int, config: EditConfig = PAPER
     context = torch.randn(1, TEXT_TOKENS, unet.config.cross_attention_dim, generator=generator)
     context = context.to(device, backbone.dtype)
     t = torch.tensor(500, device=device)
-    feature_side = max(1, round(latent_size * VAE_FACTOR * config.feature_scale))
+    feature_side = max(1, round(latent_size * VAE_FACTOR * (config.feature_scale or PAPER.feature_scale)))
     feature_size = (feature_side, feature_side)
 
     unet.add_adapter(LoraConfig(r=config.lora_rank, lora_alpha=config.lora_rank, init_lora_weights="gaussian",
@@ -199,13 +216,14 @@ def time_passes(backbone: UNetOnly, latent_size: int, config: EditConfig = PAPER
         with torch.no_grad(), installed_processors(unet, processors):
             backbone.predict(torch.cat([latent, latent]), t, context)
 
-    def features():
+    def features(size=feature_size):
         with torch.no_grad():
-            backbone.features(latent, t, context, config.feature_blocks, feature_size)
+            backbone.features(latent, t, context, config.feature_blocks, size)
 
-    def features_backward():
+    def features_backward(size=feature_size):
         z = latent.clone().requires_grad_(True)
-        backbone.features(z, t, context, config.feature_blocks, feature_size).abs().mean().backward()
+        maps = backbone.features(z, t, context, config.feature_blocks, size)
+        sum(m.abs().mean() for m in (maps if isinstance(maps, list) else [maps])).backward()
 
     dragdiffusion_block = dict(unet.named_modules())[DRAGDIFFUSION_FEATURE_BLOCK]
     dragdiffusion_side = max(1, round(latent_size * VAE_FACTOR * DRAGDIFFUSION_FEATURE_SCALE))
@@ -238,7 +256,9 @@ def time_passes(backbone: UNetOnly, latent_size: int, config: EditConfig = PAPER
                 p.grad = None
 
     steps = {"forward": forward, "forward_pair": forward_pair, "features": features,
-             "features_backward": features_backward, "forward_backward": forward_backward, "lora_step": lora_step}
+             "features_backward": features_backward, "features_native": lambda: features(None),
+             "features_backward_native": lambda: features_backward(None), "forward_backward": forward_backward,
+             "lora_step": lora_step}
     for p in lora:
         p.requires_grad_(False)
     costs = {}
@@ -258,24 +278,35 @@ class CostReport:
     repeats: int
     kinds: dict[str, PassCost]
     memory: str  # what peak_mb measures
-    counts: dict[str, dict[str, int]]
+    counts: dict[str, dict[str, int]]  # per recipe, REFERENCE last
     seconds: dict[str, float] = field(default_factory=dict)  # per recipe: sum of count x seconds per pass
+    drag_seconds: dict[str, float] = field(default_factory=dict)  # the same over DRAG_KINDS
     forward_passes: dict[str, int] = field(default_factory=dict)  # UNet forwards per edit (a pair counts 2)
     backward_passes: dict[str, int] = field(default_factory=dict)
     peak_mb: dict[str, float | None] = field(default_factory=dict)  # the largest peak of the kinds a recipe uses
 
+    def ratio(self, recipe: str, what: str = "time") -> float | None:
+        """``recipe``'s time (or ``drag`` time, ``peak`` memory) over DragDiffusion's; below 1: cheaper."""
+        table = {"time": self.seconds, "drag": self.drag_seconds, "peak": self.peak_mb}[what]
+        if table[recipe] is None or not table[REFERENCE]:
+            return None
+        return table[recipe] / table[REFERENCE]
+
     @property
     def time_ratio(self) -> float:
-        """Our seconds per edit over DragDiffusion's (below 1: we are cheaper)."""
-        return self.seconds["dragnext"] / self.seconds["dragdiffusion"]
+        """The default recipe's seconds per edit over DragDiffusion's (below 1: we are cheaper)."""
+        return self.ratio(next(iter(self.counts)))
 
 
 def _totals(report: CostReport) -> CostReport:
     for recipe, counts in report.counts.items():
         report.seconds[recipe] = sum(n * report.kinds[kind].seconds for kind, n in counts.items() if n)
+        report.drag_seconds[recipe] = sum(n * report.kinds[kind].seconds for kind, n in counts.items()
+                                          if n and kind in DRAG_KINDS)
         report.forward_passes[recipe] = sum(n * (2 if kind == "forward_pair" else 1) for kind, n in counts.items())
         report.backward_passes[recipe] = sum(n for kind, n in counts.items()
-                                             if kind in ("features_backward", "forward_backward", "lora_step"))
+                                             if kind in ("features_backward", "features_backward_native",
+                                                         "forward_backward", "lora_step"))
         peaks = [report.kinds[kind].peak_mb for kind, n in counts.items() if n]
         report.peak_mb[recipe] = None if None in peaks or not peaks else max(peaks)
     return report
@@ -288,51 +319,58 @@ def memory_kind(device: torch.device) -> str:
 
 
 def cost_comparison(unet: str = "sd15", image_size: int = 512, repeats: int = 2, device=None,
-                    config: EditConfig = PAPER, progress: Callable[[str, int, int], None] | None = None) -> CostReport:
-    """Build the random UNet, time every kind of pass, and total both recipes (see the module docstring)."""
+                    recipes: Mapping[str, EditConfig] | None = None,
+                    progress: Callable[[str, int, int], None] | None = None) -> CostReport:
+    """Build the random UNet, time every kind of pass the recipes use, and total each (module docstring)."""
     if image_size % VAE_FACTOR:
         raise ValueError(f"--cost-size must be a multiple of {VAE_FACTOR}, got {image_size}")
     if repeats < 1:
         raise ValueError(f"--cost-repeats must be at least 1, got {repeats}")
+    recipes = dict(recipes or default_recipes())
     label, unet_dict = unet_config(unet)
     backbone = build_unet_backbone(unet_dict, device)
-    counts = recipe_counts(config)
+    counts = recipe_counts(recipes)
     used = [kind for kind in KINDS if any(c.get(kind) for c in counts.values())]
-    kinds = time_passes(backbone, image_size // VAE_FACTOR, config, repeats, used, progress)
+    kinds = time_passes(backbone, image_size // VAE_FACTOR, next(iter(recipes.values())), repeats, used, progress)
     report = CostReport(unet=label, image_size=image_size, device=str(backbone.device),
                         dtype=str(backbone.dtype).removeprefix("torch."), repeats=repeats, kinds=kinds,
                         memory=memory_kind(backbone.device), counts=counts)
     return _totals(report)
 
 
+def _number(value: float | None, digits: int) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
 def cost_markdown(report: CostReport) -> str:
-    ours, theirs = report.counts["dragnext"], report.counts["dragdiffusion"]
+    recipes = list(report.counts)
     lines = [
-        "# Cost: DragNeXt recipe vs DragDiffusion recipe", "",
+        "# Cost: our recipes vs DragDiffusion's", "",
         f"UNet `{report.unet}` (random weights; compute does not depend on them), {report.image_size} x "
         f"{report.image_size} px, {report.device}, {report.dtype}. Each kind of pass timed {report.repeats} times "
-        "after one warm-up, times the passes each recipe spends per edit. Not timed (same in both): VAE, text "
+        "after one warm-up, times the passes each recipe spends per edit. Not timed (same in all): VAE, text "
         "encoder, scheduler arithmetic. DragDiffusion's 80 drag iterations are its maximum (it stops once the "
         f"handles arrive). Peak memory: {report.memory}.", "",
-        "| pass kind | s/pass | peak MB | ours | DragDiffusion |", "|---|---:|---:|---:|---:|",
+        "| pass kind | s/pass | peak MB | " + " | ".join(recipes) + " |",
+        "|---|---:|---:|" + "---:|" * len(recipes),
     ]
     for kind, cost in report.kinds.items():
-        peak = "–" if cost.peak_mb is None else f"{cost.peak_mb:.0f}"
-        lines.append(f"| {kind} | {cost.seconds:.4f} | {peak} | {ours.get(kind, 0)} | {theirs.get(kind, 0)} |")
-    lines += ["", "| recipe | s/edit | UNet forwards | backwards | peak MB |", "|---|---:|---:|---:|---:|"]
-    for recipe in ("dragnext", "dragdiffusion"):
-        peak = report.peak_mb[recipe]
-        lines.append(f"| {recipe} | {report.seconds[recipe]:.2f} | {report.forward_passes[recipe]} | "
-                     f"{report.backward_passes[recipe]} | {'–' if peak is None else f'{peak:.0f}'} |")
-    lines += ["", f"**Ratio ours / DragDiffusion**: time {report.time_ratio:.3f}, forwards "
-              f"{report.forward_passes['dragnext'] / report.forward_passes['dragdiffusion']:.3f}, backwards "
-              f"{report.backward_passes['dragnext'] / max(1, report.backward_passes['dragdiffusion']):.3f}"]
-    if report.peak_mb["dragnext"] is not None:
-        lines[-1] += f", peak memory {report.peak_mb['dragnext'] / report.peak_mb['dragdiffusion']:.3f}"
+        counts = " | ".join(str(report.counts[r].get(kind, 0)) for r in recipes)
+        lines.append(f"| {kind} | {cost.seconds:.4f} | {_number(cost.peak_mb, 0)} | {counts} |")
+    lines += ["", "| recipe | s/edit | drag phase s | UNet forwards | backwards | peak MB | time ratio | "
+                  "drag ratio | peak ratio |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for recipe in recipes:
+        lines.append(f"| {recipe} | {report.seconds[recipe]:.2f} | {report.drag_seconds[recipe]:.2f} | "
+                     f"{report.forward_passes[recipe]} | {report.backward_passes[recipe]} | "
+                     f"{_number(report.peak_mb[recipe], 0)} | {_number(report.ratio(recipe), 3)} | "
+                     f"{_number(report.ratio(recipe, 'drag'), 3)} | {_number(report.ratio(recipe, 'peak'), 3)} |")
+    lines += ["", "Ratios are each recipe over DragDiffusion's (below 1: cheaper)."]
     return "\n".join(lines) + "\n"
 
 
 def cost_json(report: CostReport) -> str:
     document = asdict(report)
     document["time_ratio"] = report.time_ratio
+    document["ratios"] = {recipe: {what: report.ratio(recipe, what) for what in ("time", "drag", "peak")}
+                          for recipe in report.counts}
     return json.dumps(document, indent=2) + "\n"

@@ -1,17 +1,18 @@
 """The methods a benchmark compares, by name: a method function and the settings it runs with.
 
-Settings of a method = its base (``paper`` or ``tuned``), then the user's overrides (``--fast``, ``--set``),
-then the method's own defining changes (so an ablation stays what it says):
+Settings of a method = its base preset (``default``: engine v2, or ``paper``, :func:`config.preset`), then the
+user's overrides (``--fast``, ``--set``), then the method's own defining changes (so an ablation stays what it
+says):
 
-- ``dragnext``: ours with the paper's settings (``config.PAPER``). Settings that name parts of the model are
-  taken from the backbone's preset where the paper's do not exist in it (e.g. mutual attention from the 10th
-  self-attention layer on a UNet that has 7); :func:`paper_config` says which.
-- ``dragnext-tuned``: ours with the backbone's preset (``config.preset(backbone.name)``).
-- ``point``, ``warp``, ``identity``: the baselines (``baselines.py``) on the backbone's preset, so they share
-  inversion strength, steps, features, mutual attention, LoRA and editable area with ``dragnext-tuned``.
-- ``ablation-*``: ours on the backbone's preset with one change: ``eta1`` no intermediate states
-  (``progressive=False``), ``pbsiN`` PBSI over N timesteps (K iterations each, as the preset), ``no-msa``
-  no mutual self-attention.
+- ``dragnext``: ours, the backbone's default preset (engine v2).
+- ``paper``: ours with the paper's settings (the backbone's ``paper`` preset).
+- ``point``, ``warp``, ``copy``, ``identity``: the baselines (``baselines.py``) on the default preset, so they
+  share inversion strength, steps, features, mutual attention, LoRA, fill and editable area with ``dragnext``.
+- ``ablation-*``: ours with one v2 component changed: ``no-warm-start`` optimisation starts from the inverted
+  latent (the targets still come from the moved start), ``no-fill`` the vacated area keeps its content,
+  ``no-field`` a deform translates its region, ``full-res-loss`` features resized to the image size,
+  ``early-stop`` iterations stop once the loss stalls, ``pbsi4`` four optimised timesteps, ``steps50`` the
+  paper's 50-step DDIM schedule.
 """
 
 from __future__ import annotations
@@ -21,15 +22,15 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from ..config import PAPER, EditConfig, preset
+from ..config import EditConfig, preset
 
 if TYPE_CHECKING:  # the methods (and torch) load on first use, so `dragnext --help` and input errors stay fast
     from ..baselines import Method
     from ..models.base import Backbone
 
-MAIN = ("dragnext", "dragnext-tuned", "point", "warp", "identity")
-ABLATIONS = ("ablation-eta1", "ablation-pbsi1", "ablation-pbsi3", "ablation-pbsi5", "ablation-pbsi7",
-             "ablation-no-msa")
+MAIN = ("dragnext", "paper", "point", "warp", "copy", "identity")
+ABLATIONS = ("ablation-no-warm-start", "ablation-no-fill", "ablation-no-field", "ablation-full-res-loss",
+             "ablation-early-stop", "ablation-pbsi4", "ablation-steps50")
 GROUPS = {"main": MAIN, "ablations": ABLATIONS, "all": MAIN + ABLATIONS}
 
 # --fast: few steps, for smoke tests and trying things out; applied before --set.
@@ -45,49 +46,45 @@ class MethodError(ValueError):
 class MethodSpec:
     name: str
     run: Method  # noqa: F821 - resolved lazily, see TYPE_CHECKING above
-    base: str  # "paper" or "tuned"
+    base: str  # the preset: "default" or "paper"
     changes: Mapping[str, Any] = field(default_factory=dict)  # the method's defining settings, applied last
     description: str = ""
 
     def config(self, backbone: Backbone, overrides: Mapping[str, Any] | None = None) -> EditConfig:
         """The settings this method runs with on ``backbone`` (raises ``ConfigError`` if they cannot work)."""
-        base = paper_config(backbone)[0] if self.base == "paper" else preset(backbone.name)
-        return base.override(**dict(overrides or {})).override(**dict(self.changes))
-
-
-def paper_config(backbone: Backbone) -> tuple[EditConfig, dict[str, Any]]:
-    """``PAPER``, with the settings that name model parts the backbone lacks taken from its preset; and those."""
-    from ..attention import self_attention_layers
-
-    tuned = preset(backbone.name)
-    modules = dict(backbone.unet.named_modules())
-    changes: dict[str, Any] = {}
-    if any(block not in modules for block in PAPER.feature_blocks):
-        changes["feature_blocks"] = tuned.feature_blocks
-    if PAPER.mutual_attention_start_layer > len(self_attention_layers(backbone.unet)):
-        changes["mutual_attention_start_layer"] = tuned.mutual_attention_start_layer
-    return PAPER.override(**changes), changes
+        return preset(backbone.name, self.base).override(**dict(overrides or {})).override(**dict(self.changes))
 
 
 def registry(fast: bool = False) -> dict[str, MethodSpec]:
     """Every method by name; ``fast`` caps the point method's iterations (``FAST_POINT_ITERATIONS``) too."""
-    from ..baselines import DRAGDIFFUSION, PointSettings, dragnext, identity, point_drag, warp_drag
+    from ..baselines import DRAGDIFFUSION, PointSettings, copy_drag, dragnext, identity, point_drag, warp_drag
 
     point = partial(point_drag, settings=PointSettings(max_iterations=FAST_POINT_ITERATIONS) if fast else DRAGDIFFUSION)
     specs = [
-        MethodSpec("dragnext", dragnext, "paper", description="ours, the paper's settings"),
-        MethodSpec("dragnext-tuned", dragnext, "tuned", description="ours, the backbone's tuned preset"),
+        MethodSpec("dragnext", dragnext, "default", description="ours, engine v2 (the backbone's default preset)"),
+        MethodSpec("paper", dragnext, "paper", description="ours, the paper's settings"),
         # the baselines set these themselves; repeated here so that reports show what they ran with
-        MethodSpec("point", point, "tuned", {"pbsi_timesteps": 1},
+        MethodSpec("point", point, "default", {"start": "unedited", "pbsi_timesteps": 1},
                    "DragDiffusion-style point motion supervision + tracking, at one timestep"),
-        MethodSpec("warp", warp_drag, "tuned", {"pbsi_timesteps": 1},
-                   "handle latent copied to the target, no optimisation"),
-        MethodSpec("identity", identity, "tuned", {"pbsi_timesteps": 0, "mutual_attention": False},
+        MethodSpec("warp", warp_drag, "default", {"start": "moved", "pbsi_timesteps": 0},
+                   "regions moved to their target pose, vacated area filled, no optimisation"),
+        MethodSpec("copy", copy_drag, "default",
+                   {"start": "moved", "fill": "none", "deformation": "translate", "pbsi_timesteps": 0},
+                   "handle latent copied to the target, old content left (engine v1's warp)"),
+        MethodSpec("identity", identity, "default", {"start": "unedited", "pbsi_timesteps": 0,
+                                                      "mutual_attention": False},
                    "inversion and reconstruction, no edit (floor)"),
-        MethodSpec("ablation-eta1", dragnext, "tuned", {"progressive": False}, "ours, no intermediate states"),
-        *(MethodSpec(f"ablation-pbsi{n}", dragnext, "tuned", {"pbsi_timesteps": n}, f"ours, PBSI over {n} timesteps")
-          for n in (1, 3, 5, 7)),
-        MethodSpec("ablation-no-msa", dragnext, "tuned", {"mutual_attention": False}, "ours, no mutual attention"),
+        MethodSpec("ablation-no-warm-start", dragnext, "default", {"start": "unedited"},
+                   "ours, optimisation from the inverted latent"),
+        MethodSpec("ablation-no-fill", dragnext, "default", {"fill": "none"}, "ours, vacated area not filled"),
+        MethodSpec("ablation-no-field", dragnext, "default", {"deformation": "translate"},
+                   "ours, deform translates its region"),
+        MethodSpec("ablation-full-res-loss", dragnext, "default", {"feature_scale": 1.0},
+                   "ours, features resized to the image size"),
+        MethodSpec("ablation-early-stop", dragnext, "default", {"early_stop": 0.01},
+                   "ours, iterations stop when the loss stalls"),
+        MethodSpec("ablation-pbsi4", dragnext, "default", {"pbsi_timesteps": 4}, "ours, four optimised timesteps"),
+        MethodSpec("ablation-steps50", dragnext, "default", {"num_steps": 50}, "ours, a 50-step DDIM schedule"),
     ]
     return {spec.name: spec for spec in specs}
 

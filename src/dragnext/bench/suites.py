@@ -2,7 +2,7 @@
 
 - ``synthetic``: ``per_type`` scenes for each operation type from :func:`ground_truth.random_edit`, scene seeds
   ``1000, 1001, ...`` (the same for every type), alternating short and long drags (odd indices are
-  ``long=True``: longer translations and deformations, rotations of 60-120 degrees).
+  ``long=True``: longer translations and deformations, rotations of 60-120 degrees, factors beyond 1.6 or below 0.6).
 - a folder: every instruction file (``*.json``, the design.md format) below it, except converter sidecars.
 - ``dragbench`` / ``drag100``: the point-based benchmark under ``--data`` converted (``bench/convert.py``) into
   ``<out>/inputs/<dataset>/``, then read as a folder.

@@ -93,9 +93,11 @@ class Backbone(ABC):
         timestep,
         conditioning: Any,
         blocks: Sequence[str],
-        size: tuple[int, int],
-    ) -> torch.Tensor:
-        """Outputs of the named UNet blocks, resized to ``size`` (bilinear) and concatenated on channels.
+        size: tuple[int, int] | None,
+    ) -> torch.Tensor | list[torch.Tensor]:
+        """Outputs of the named UNet blocks, resized to ``size`` (bilinear) and concatenated on channels; with
+        ``size=None``, the list of outputs at their native resolutions (no resize: cheaper, and the finest
+        block keeps its detail).
 
         Forward hooks on the named modules collect the outputs; the forward is stopped as soon as all of them
         have run, so the rest of the UNet is not computed. Hooks are always removed.
@@ -124,6 +126,8 @@ class Backbone(ABC):
         finally:
             for handle in handles:
                 handle.remove()
+        if size is None:
+            return [collected[b].float() for b in blocks]
         maps = [F.interpolate(collected[b].float(), size=size, mode="bilinear", align_corners=False) for b in blocks]
         return torch.cat(maps, dim=1)
 

@@ -162,6 +162,9 @@ def build_app(runner: EditRunner, *, examples: Sequence[tuple[str, Any]] | None 
                 elem_id="editable-editor",
             )
         with gr.Accordion("Settings", open=False):
+            preset_choice = gr.Radio(list(runner.presets), value="default", label="Preset", elem_id="preset",
+                                     info="default: engine v2 (regions start at their target pose); paper: the "
+                                          "DragNeXt paper's settings")
             with gr.Row():
                 steps = gr.Number(defaults.steps, label="DDIM steps", precision=0, minimum=1, elem_id="steps")
                 pbsi = gr.Number(defaults.pbsi_timesteps, label="PBSI timesteps", precision=0, minimum=0,
@@ -265,13 +268,18 @@ def build_app(runner: EditRunner, *, examples: Sequence[tuple[str, Any]] | None 
             return (session, session.points_view(kind), _table(session), _choices(session),
                     _message(f"Removed a {removed.type} operation."))
 
+        def show_preset(name: str) -> tuple:
+            shown = Settings.from_config(runner.presets.get(name, runner.base_config))
+            return shown.steps, shown.pbsi_timesteps, shown.iterations, shown.learning_rate, shown.lora
+
         @_reports_errors(4, -1)
         def run_edit(session: Session, editable_value: Any, steps_value, pbsi_value, k_value, lr_value, lora_value,
-                     seed_value, prompt_value: str, progress=gr.Progress()) -> tuple:  # noqa: B008 - Gradio's API
+                     seed_value, prompt_value: str, preset_value: str,
+                     progress=gr.Progress()) -> tuple:  # noqa: B008 - Gradio's API
             def report(phase: str, done: int, total: int) -> None:
                 progress((done, total), desc=phase, unit="steps")
 
-            settings = Settings(steps_value, pbsi_value, k_value, lr_value, lora_value, seed_value)
+            settings = Settings(steps_value, pbsi_value, k_value, lr_value, lora_value, seed_value, preset_value)
             outcome = runner.run(session, painted(session, editable_value), settings, prompt_value, workdir,
                                  progress=report)
             if not outcome.ok:
@@ -303,7 +311,8 @@ def build_app(runner: EditRunner, *, examples: Sequence[tuple[str, Any]] | None 
                      [session_state, region_editor, points, table, remove_choice, status], **page)
         remove.click(remove_operation, [session_state, op_type, remove_choice],
                      [session_state, points, table, remove_choice, status], **page)
-        settings_inputs = [steps, pbsi, iterations, learning_rate, lora, seed, prompt]
+        preset_choice.change(show_preset, [preset_choice], [steps, pbsi, iterations, learning_rate, lora], **page)
+        settings_inputs = [steps, pbsi, iterations, learning_rate, lora, seed, prompt, preset_choice]
         run.click(run_edit, [session_state, editable_editor, *settings_inputs],
                   [input_view, result_view, downloads, status], concurrency_limit=1, concurrency_id="edit")
         save.click(save_instructions, [session_state, editable_editor, prompt], [downloads, status], **page)

@@ -50,21 +50,22 @@ def command_ui(args) -> int:
         return _error("the web UI needs Gradio: pip install 'dragnext[ui]'")
 
     from ..cli import CliError, load_model
-    from ..config import preset
+    from ..config import PRESET_NAMES, preset
 
     try:
         backbone = load_model(args.model, args.device, args.bf16)
     except CliError as error:
         print(f"dragnext: error: {error}", file=sys.stderr)
         return error.status
-    config = preset(backbone.name)
-    if args.fast or os.environ.get("DRAGNEXT_UI_FAST") == "1":
-        config = config.override(**FAST_SETTINGS)
+    fast = args.fast or os.environ.get("DRAGNEXT_UI_FAST") == "1"
+    presets = {name: preset(backbone.name, name) for name in PRESET_NAMES}
+    if fast:
+        presets = {name: config.override(**FAST_SETTINGS) for name, config in presets.items()}
 
     from .app import build_app, launch
     from .runner import EditRunner
 
-    app = build_app(EditRunner(backbone, config))
+    app = build_app(EditRunner(backbone, presets["default"], presets=presets))
     print(f"dragnext ui: model {args.model!r} loaded; serving on http://{args.host}:{args.port} (Ctrl+C to stop)",
           flush=True)
     try:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,9 +51,11 @@ class EditRunner:
     forgets the page's queue: a backbone holds state (LoRA weights, attention processors) during an edit."""
 
     def __init__(self, backbone: Any, base_config: EditConfig | None = None,
-                 editor: Callable[..., Any] | None = None):
+                 editor: Callable[..., Any] | None = None, presets: Mapping[str, EditConfig] | None = None):
         self.backbone = backbone
         self.base_config = base_config or preset(backbone.name)
+        # the presets a page may pick, "default" first; the base config is the default one
+        self.presets = {"default": self.base_config, **{k: v for k, v in (presets or {}).items() if k != "default"}}
         if editor is None:
             from ..editor import DragEditor
 
@@ -65,7 +67,9 @@ class EditRunner:
             workdir: str | os.PathLike[str], progress: ProgressCallback | None = None) -> RunOutcome:
         try:
             request = session.request(editable_mask, prompt)
-            config, seed = config_from_settings(self.base_config, settings)
+            if settings.preset not in self.presets:
+                raise UIError(f"Preset: {settings.preset!r} is not one of {', '.join(self.presets)}.")
+            config, seed = config_from_settings(self.presets[settings.preset], settings)
         except UIError as error:
             return RunOutcome(False, str(error))
         try:

@@ -443,11 +443,12 @@ class Settings:
     learning_rate: Any
     lora: bool
     seed: Any
+    preset: str = "default"  # the preset the rest of the settings come from (config.PRESET_NAMES)
 
     @classmethod
-    def from_config(cls, config: EditConfig, seed: int = 0) -> Settings:
+    def from_config(cls, config: EditConfig, seed: int = 0, preset: str = "default") -> Settings:
         return cls(config.num_steps, config.pbsi_timesteps, config.iterations, config.learning_rate, config.lora,
-                   seed)
+                   seed, preset)
 
 
 def _whole(value: Any, label: str, minimum: int) -> int:
