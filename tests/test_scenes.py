@@ -186,6 +186,23 @@ def test_random_edit_lengths():
         scale = random_edit(seed, "scale").request.operations[0]
         ratio = math.dist(scale.target, scale.center) / math.dist(scale.handle, scale.center)
         assert 0.6 - 1e-9 <= ratio <= 0.8 + 1e-9 or 1.25 - 1e-9 <= ratio <= 1.6 + 1e-9
+        scale = random_edit(seed, "scale", long=True).request.operations[0]
+        ratio = math.dist(scale.target, scale.center) / math.dist(scale.handle, scale.center)
+        assert 0.4 - 1e-9 <= ratio <= 0.6 + 1e-9 or 1.6 - 1e-9 <= ratio <= 2.2 + 1e-9
+
+
+def test_ordinary_edits_keep_their_draws():
+    """Long scalings were added without changing what any other type draws (values from the generator before
+    that change): the suite's other scenes stay as they were."""
+    translate = random_edit(1000, "translate").request.operations[0]
+    assert translate.handle == pytest.approx((47.4543, 52.0744), abs=1e-4)
+    assert translate.target == pytest.approx((45.1804, 45.2098), abs=1e-4)
+    scale = random_edit(1000, "scale").request.operations[0]
+    assert math.dist(scale.target, scale.center) / math.dist(scale.handle, scale.center) == pytest.approx(
+        0.73982, abs=1e-5)
+    deform = random_edit(1003, "deform", long=True).request.operations[0]
+    assert deform.handle == pytest.approx((51.9174, 19.7636), abs=1e-4)
+    assert deform.target == pytest.approx((61.2081, 30.3073), abs=1e-4)
 
 
 def test_random_edit_rejects_unknown_type():

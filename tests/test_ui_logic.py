@@ -326,7 +326,7 @@ def test_settings_override_the_base_config():
     assert (config.num_steps, config.pbsi_timesteps, config.iterations, config.learning_rate, config.lora) == (
         10, 2, 3, 0.05, False)
     assert config.feature_blocks == BUNDLED.feature_blocks and seed == 7
-    assert Settings.from_config(BUNDLED) == Settings(50, 1, 10, 0.1, False, 0, "default")
+    assert Settings.from_config(BUNDLED) == Settings(25, 2, 5, 0.02, False, 0, "default")
 
 
 def test_the_runner_takes_the_pages_preset_and_refuses_an_unknown_one(tmp_path):

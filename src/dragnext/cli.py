@@ -203,7 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     edit = commands.add_parser("edit", help="edit an image as an instruction file says")
-    edit.add_argument("instructions", help="instruction JSON (see docs/instructions.md)")
+    edit.add_argument("instructions", help="instruction JSON (see README, 'Editing an image')")
     edit.add_argument("-o", "--output", required=True, help="edited image, PNG")
     edit.add_argument("--preview", help="also write input-with-instructions | output side by side, PNG")
     edit.add_argument("--seed", type=int, default=0)
@@ -215,8 +215,9 @@ def build_parser() -> argparse.ArgumentParser:
     edit.add_argument("--no-lora", action="store_true", help="skip the identity-preserving LoRA (SD only)")
     edit.add_argument("--preset", default="default", choices=PRESET_NAMES,
                       help="default: engine v2 (each region starts at its target pose, the area it leaves filled, "
-                           "then one timestep of region optimisation); paper: the DragNeXt paper's settings exactly "
-                           "(PBSI from the inverted latent over 5 timesteps x 10 iterations); see docs/method.md")
+                           "then two timesteps of region optimisation hold it there; 25 DDIM steps); paper: the "
+                           "DragNeXt paper's settings exactly (PBSI from the inverted latent over 5 timesteps x 10 "
+                           "iterations; 50 DDIM steps); see docs/method.md")
     edit.add_argument("--set", action="append", metavar="KEY=VALUE",
                       help="any EditConfig setting, applied over the preset; repeatable")
     _add_model_flags(edit, "stable-diffusion-v1-5/stable-diffusion-v1-5")

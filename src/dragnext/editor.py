@@ -255,10 +255,10 @@ class RegionObjective:
 
     - ``warped-features`` (paper): every region's features pulled to the unedited features warped by its move at
       eta (:func:`region_loss`);
-    - ``start``: every moved region, and the area the regions vacate, pulled to the features of the moved,
-      filled start (``start`` features), which hold each region at its target pose whatever the drag type;
-    - ``by-type`` (ours): the paper's term for the types in ``EQUIVARIANT_TYPES`` (translations), the start's
-      for the others, and the vacated area to the start's.
+    - ``start`` (engine v2): every moved region, and the area the regions vacate, pulled to the features of the
+      moved, filled latent (``start`` features), which hold each region at its target pose whatever the type;
+    - ``by-type``: the paper's term for the types in ``EQUIVARIANT_TYPES`` (translations), the start's for the
+      others, and the vacated area to the start's.
     """
 
     def __init__(self, config: EditConfig, operations, image_size, reference: list[torch.Tensor] | None,

@@ -5,7 +5,7 @@ goes through :func:`validate_request`: the editor can then assume a request is c
 code on checks, and a user learns what is wrong *before* minutes of diffusion, in one line that names the
 field (``operations[1].handle: point (700, 20) lies outside the 512x512 image``).
 
-The JSON format is described in ``docs/design.md`` ("Conventions")::
+The JSON format (the README, "Editing an image")::
 
     {
       "image": "image.png",

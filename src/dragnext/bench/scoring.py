@@ -20,7 +20,8 @@ def edit_regions(request: DragRequest) -> tuple[np.ndarray, np.ndarray, np.ndarr
     """(handle regions, moved regions, the input with each handle region's content moved there) at image size.
 
     The moved region and the content come from the full motion (eta = 1) of ``geometry.region_motion`` at the
-    image's own resolution, bilinear; a later operation is drawn over an earlier one.
+    image's own resolution, bilinear; a later operation is drawn over an earlier one. A ``deform`` arrives as the
+    displacement field moves it (the design's reading), whichever deformation the scored method used.
     """
     size = request.image.shape[:2]
     pixels = image_to_tensor(request.image)
@@ -28,7 +29,8 @@ def edit_regions(request: DragRequest) -> tuple[np.ndarray, np.ndarray, np.ndarr
     handle = np.zeros(size, dtype=bool)
     moved_all = np.zeros(size, dtype=bool)
     for op in request.operations:
-        moved, grid = geometry.region_motion(op.region, op.type, op.handle, op.target, op.center, 1.0, size, size)
+        moved, grid = geometry.region_motion(op.region, op.type, op.handle, op.target, op.center, 1.0, size, size,
+                                             deformation="field")
         inside = moved > 0
         arrived = torch.where(inside[None, None], geometry.warp(pixels, grid), arrived)
         handle |= np.asarray(op.region, dtype=bool)
