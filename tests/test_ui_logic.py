@@ -637,3 +637,20 @@ def test_python_m_dragnext_ui_shows_help():
 def test_edit_config_has_the_settings_the_page_shows():
     names = {"num_steps", "pbsi_timesteps", "iterations", "learning_rate", "lora"}
     assert names <= set(EditConfig.__dataclass_fields__)
+
+
+def test_page_images_are_served_from_files_written_once(tmp_path):
+    """Gradio rewrites its cache file for every returned array, which a browser may be reading (a truncated
+    response); the page returns content-named files instead, written only the first time."""
+    pytest.importorskip("gradio")
+    from dragnext.ui.app import serve_once
+
+    image = np.random.default_rng(3).integers(0, 256, (12, 10, 3), dtype=np.uint8)
+    first = Path(serve_once(image, tmp_path / "views"))
+    stamp = first.stat().st_mtime_ns, first.stat().st_ino
+    again = Path(serve_once(image.copy(), tmp_path / "views"))
+    assert again == first and (again.stat().st_mtime_ns, again.stat().st_ino) == stamp
+    other = Path(serve_once(image[:, :9], tmp_path / "views"))
+    assert other != first
+    with Image.open(first) as picture:
+        assert np.array_equal(np.asarray(picture), image)

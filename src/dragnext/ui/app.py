@@ -7,17 +7,22 @@ from __future__ import annotations
 
 import atexit
 import functools
+import hashlib
 import logging
 import os
 import shutil
 import tempfile
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no telemetry or version check, before import
 
 import gradio as gr  # noqa: E402
 
+from ..files import write_png_atomic  # noqa: E402
 from ..instructions import OPERATION_TYPES  # noqa: E402
 from .runner import EditRunner  # noqa: E402
 from .session import (  # noqa: E402
@@ -63,6 +68,22 @@ INTRO = f"""# dragnext — drag editing
 6. **Run**, then download the edited image and the instruction file (unzipped,
    `dragnext edit instructions/instructions.json` runs the same edit).
 """
+
+
+def serve_once(image: np.ndarray, folder: Path) -> str:
+    """``image`` as a PNG in ``folder`` named by its content, written only when new; its path.
+
+    Given an array, Gradio writes its cache file again on every response, also when the same picture comes
+    back twice (a points view redrawn unchanged), and a browser still fetching the first response then reads
+    a truncated file (h11: "Too little data for declared Content-Length"). A path is copied into Gradio's cache
+    once, and a file named by its content never changes."""
+    data = np.ascontiguousarray(image, dtype=np.uint8)
+    digest = hashlib.sha256(str(data.shape).encode() + data.tobytes()).hexdigest()[:32]
+    path = folder / f"{digest}.png"
+    if not path.exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        write_png_atomic(path, data)
+    return str(path)
 
 
 def _editor_value(background: Any, layers: Sequence[Any] = ()) -> dict[str, Any]:
@@ -193,14 +214,18 @@ def build_app(runner: EditRunner, *, examples: Sequence[tuple[str, Any]] | None 
 
         page_outputs = [session_state, region_editor, editable_editor, points, table, remove_choice, prompt,
                         input_view, result_view, downloads, status]
+        views = Path(workdir) / "views"
+
+        def served(image: np.ndarray | None) -> str | None:
+            return None if image is None else serve_once(image, views)
 
         def show_session(session: Session, kind: str, message: str) -> tuple:
             image = session.require_image()
-            background = to_display(image, image.shape)
+            background = served(to_display(image, image.shape))
             mask = session.editable_mask
             editable_layers = [] if mask is None else [mask_to_layer(mask, alpha=round(255 * EDITABLE_BRUSH[1]))]
             return (session, _editor_value(background), _editor_value(background, editable_layers),
-                    session.points_view(kind), _table(session), _choices(session), session.prompt, None, None,
+                    served(session.points_view(kind)), _table(session), _choices(session), session.prompt, None, None,
                     None, _message(message))
 
         @_reports_errors(len(page_outputs), -1)
@@ -239,13 +264,14 @@ def build_app(runner: EditRunner, *, examples: Sequence[tuple[str, Any]] | None 
         @_reports_errors(3, -1)
         def click(session: Session, kind: str, region_value: Any, event: gr.SelectData) -> tuple:
             message = session.click(event.index, kind)
-            return session, session.points_view(kind, painted(session, region_value)), _message(message)
+            return session, served(session.points_view(kind, painted(session, region_value))), _message(message)
 
         @_reports_errors(3, -1)
         def refresh_points(session: Session, kind: str, region_value: Any) -> tuple:
             if session.image is None:
                 return session, None, _message(session.hint(kind))
-            return session, session.points_view(kind, painted(session, region_value)), _message(session.hint(kind))
+            view = served(session.points_view(kind, painted(session, region_value)))
+            return session, view, _message(session.hint(kind))
 
         @_reports_errors(3, -1)
         def clear(session: Session, kind: str, region_value: Any) -> tuple:
@@ -257,15 +283,16 @@ def build_app(runner: EditRunner, *, examples: Sequence[tuple[str, Any]] | None 
             image = session.require_image()
             operation = session.add_operation(kind, painted(session, region_value))
             count = len(session.operations)
-            return (session, _editor_value(to_display(image, image.shape)), session.points_view(kind),
-                    _table(session), _choices(session),
+            background = served(to_display(image, image.shape))
+            return (session, _editor_value(background), served(session.points_view(kind)), _table(session),
+                    _choices(session),
                     _message(f"Added operation {count} ({operation.type}, {int(operation.region.sum())} px region). "
                              "Add another or press Run."))
 
         @_reports_errors(5, -1)
         def remove_operation(session: Session, kind: str, index: Any) -> tuple:
             removed = session.remove_operation(index)
-            return (session, session.points_view(kind), _table(session), _choices(session),
+            return (session, served(session.points_view(kind)), _table(session), _choices(session),
                     _message(f"Removed a {removed.type} operation."))
 
         def show_preset(name: str) -> tuple:
@@ -284,7 +311,7 @@ def build_app(runner: EditRunner, *, examples: Sequence[tuple[str, Any]] | None 
                                  progress=report)
             if not outcome.ok:
                 raise UIError(outcome.message)
-            return (outcome.input_view, outcome.result_view, [str(p) for p in outcome.files],
+            return (served(outcome.input_view), served(outcome.result_view), [str(p) for p in outcome.files],
                     _message(outcome.message))
 
         @_reports_errors(2, -1)
