@@ -245,8 +245,8 @@ class DragEditor:
 
 
 # UNet features follow translations of the content (convolutions), not rotations, scalings (receptive fields do
-# not scale) or non-rigid stretches: warping the unedited features there misjudges the result. Measured: with
-# scalings in this list, long scalings scored IoU 0.69 against 0.90 from the moved start (docs/method.md).
+# not scale) or non-rigid stretches: warping the unedited features there misjudges the result. Measured: the
+# warped target for every type turned large rotations back, IoU 0.72 against 0.89 (docs/benchmarks.md).
 EQUIVARIANT_TYPES = ("translate",)
 
 

@@ -287,9 +287,10 @@ def deformation_radius(mask, handle, target) -> float:
     """Support radius of the deformation field: the distance from the handle to the region's farthest pixel, so
     that the region's far side stays where it is, and at least ``DEFORM_MIN_REACH`` drag lengths.
 
-    Chosen by measurement: on 80 vertex drags of the synthetic generator outside the benchmark's seeds, warping
-    the input's pixels with this field gives a shape IoU of 0.80 against the exact result (0.69 for the translated
-    disc); wider supports move the shape's far vertices (0.73 at 2 drag lengths), narrower ones fold.
+    Chosen by measurement (``scripts/deformation_support.py``): on 80 vertex drags of the synthetic generator
+    outside the benchmark's seeds, warping the input's pixels with this field gives a shape IoU of 0.80 against
+    the exact result (0.69 for the translated disc); a support of 2 drag lengths moves the shape's far vertices
+    (0.73), narrower ones fold.
     """
     h, g = _point(handle, "handle"), _point(target, "target")
     rows, cols = np.nonzero(np.asarray(mask) > 0.5)
