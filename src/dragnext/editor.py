@@ -213,7 +213,9 @@ class DragEditor:
                 reference = _as_list(backbone.features(reference_latent, t, conditioning, blocks, feature_size))
                 passes.truncated_forward += 1
             if config.loss_target != "warped-features":
-                moved = self.moved_latent(reference_latent, work, config)
+                # at the first timestep a moved start *is* the moved unedited latent: no second move and fill
+                first_of_moved_start = timestep_index == 0 and config.start == "moved"
+                moved = latent if first_of_moved_start else self.moved_latent(reference_latent, work, config)
                 start = _as_list(backbone.features(moved, t, conditioning, blocks, feature_size))
                 passes.truncated_forward += 1
         objective = RegionObjective(config, work.operations, image_size, reference, start)
