@@ -37,6 +37,13 @@ from .models.base import Backbone
 logger = logging.getLogger(__name__)
 
 
+# The settings that define each baseline, applied over whatever the caller passes (the benchmark shows them too).
+IDENTITY_SETTINGS = {"start": "unedited", "pbsi_timesteps": 0, "mutual_attention": False}
+WARP_SETTINGS = {"start": "moved", "pbsi_timesteps": 0}
+COPY_SETTINGS = {**WARP_SETTINGS, "fill": "none", "deformation": "translate"}
+POINT_SETTINGS = {"start": "unedited", "pbsi_timesteps": 1}
+
+
 class Method(Protocol):
     """What every method is: one edit of ``request`` on ``backbone`` with ``config``."""
 
@@ -57,7 +64,7 @@ def identity(backbone: Backbone, request: DragRequest, config: EditConfig, *, se
     Mutual self-attention is switched off: with no edit both branches are the same latent, so it would change
     nothing and double the denoising passes.
     """
-    no_edit = config.override(start="unedited", pbsi_timesteps=0, mutual_attention=False)
+    no_edit = config.override(**IDENTITY_SETTINGS)
     return DragEditor(backbone, no_edit)(request, seed=seed, progress=progress)
 
 
@@ -68,16 +75,14 @@ def warp_drag(backbone: Backbone, request: DragRequest, config: EditConfig, *, s
               progress: ProgressCallback | None = None) -> EditResult:
     """Every region's inverted latent moved to its target pose, the vacated area filled, then denoised with no
     optimisation (FastDrag / RegionDrag family; ``config.fill`` and ``deformation`` as given, by default ours)."""
-    return DragEditor(backbone, config)(request, config.override(start="moved", pbsi_timesteps=0), seed=seed,
-                                        progress=progress)
+    return DragEditor(backbone, config)(request, config.override(**WARP_SETTINGS), seed=seed, progress=progress)
 
 
 def copy_drag(backbone: Backbone, request: DragRequest, config: EditConfig, *, seed: int = 0,
               progress: ProgressCallback | None = None) -> EditResult:
     """The handle region's inverted latent copied to where it lands, the old content left in place, a deform
     translated as a part: the ``warp`` baseline of engine v1, kept for continuity."""
-    changes = {"start": "moved", "fill": "none", "deformation": "translate", "pbsi_timesteps": 0}
-    return DragEditor(backbone, config)(request, config.override(**changes), seed=seed, progress=progress)
+    return DragEditor(backbone, config)(request, config.override(**COPY_SETTINGS), seed=seed, progress=progress)
 
 
 # ------------------------------------------------------------------------------------------------------ point
@@ -253,4 +258,4 @@ def point_drag(backbone: Backbone, request: DragRequest, config: EditConfig, *, 
                progress: ProgressCallback | None = None, settings: PointSettings = DRAGDIFFUSION) -> EditResult:
     """DragDiffusion-style point dragging at one timestep, then denoising as ours (mutual self-attention)."""
     editor = PointEditor(backbone, config, settings)
-    return editor(request, config.override(start="unedited", pbsi_timesteps=1), seed=seed, progress=progress)
+    return editor(request, config.override(**POINT_SETTINGS), seed=seed, progress=progress)

@@ -57,23 +57,32 @@ class MethodSpec:
 
 def registry(fast: bool = False) -> dict[str, MethodSpec]:
     """Every method by name; ``fast`` caps the point method's iterations (``FAST_POINT_ITERATIONS``) too."""
-    from ..baselines import DRAGDIFFUSION, PointSettings, copy_drag, dragnext, identity, point_drag, warp_drag
+    from ..baselines import (
+        COPY_SETTINGS,
+        DRAGDIFFUSION,
+        IDENTITY_SETTINGS,
+        POINT_SETTINGS,
+        WARP_SETTINGS,
+        PointSettings,
+        copy_drag,
+        dragnext,
+        identity,
+        point_drag,
+        warp_drag,
+    )
 
     point = partial(point_drag, settings=PointSettings(max_iterations=FAST_POINT_ITERATIONS) if fast else DRAGDIFFUSION)
     specs = [
         MethodSpec("dragnext", dragnext, "default", description="ours, engine v2 (the backbone's default preset)"),
         MethodSpec("paper", dragnext, "paper", description="ours, the paper's settings"),
-        # the baselines set these themselves; repeated here so that reports show what they ran with
-        MethodSpec("point", point, "default", {"start": "unedited", "pbsi_timesteps": 1},
+        # the baselines apply these themselves; given here so that reports show what they ran with
+        MethodSpec("point", point, "default", POINT_SETTINGS,
                    "DragDiffusion-style point motion supervision + tracking, at one timestep"),
-        MethodSpec("warp", warp_drag, "default", {"start": "moved", "pbsi_timesteps": 0},
+        MethodSpec("warp", warp_drag, "default", WARP_SETTINGS,
                    "regions moved to their target pose, vacated area filled, no optimisation"),
-        MethodSpec("copy", copy_drag, "default",
-                   {"start": "moved", "fill": "none", "deformation": "translate", "pbsi_timesteps": 0},
+        MethodSpec("copy", copy_drag, "default", COPY_SETTINGS,
                    "handle latent copied to the target, old content left (engine v1's warp)"),
-        MethodSpec("identity", identity, "default", {"start": "unedited", "pbsi_timesteps": 0,
-                                                      "mutual_attention": False},
-                   "inversion and reconstruction, no edit (floor)"),
+        MethodSpec("identity", identity, "default", IDENTITY_SETTINGS, "inversion and reconstruction, no edit (floor)"),
         MethodSpec("ablation-no-warm-start", dragnext, "default", {"start": "unedited"},
                    "ours, optimisation from the inverted latent"),
         MethodSpec("ablation-no-fill", dragnext, "default", {"fill": "none"}, "ours, vacated area not filled"),
