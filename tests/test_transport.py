@@ -114,3 +114,12 @@ def test_a_deform_vacates_nothing_and_stretches_inside_its_support_only():
     torch.testing.assert_close(warped[..., 12, 17], latent[..., 12, 12], atol=1e-5, rtol=0)
     support = found[0].moved
     assert torch.equal(warped[..., ~support], latent[..., ~support])
+
+
+def test_a_deformation_at_the_border_continues_the_picture_instead_of_pulling_in_black():
+    # a bright image, a vertex at the bottom edge dragged up: the field pulls content from below the frame
+    image = np.full((SIZE, SIZE, 3), 200, dtype=np.uint8)
+    operation = make_operation("deform", box(slice(27, 32), slice(12, 20)), (16, 30), (16, 20))
+    latent = image_to_tensor(image)
+    warped = moved(latent, DragRequest(image=image, operations=(operation,)), fill="harmonic")
+    torch.testing.assert_close(warped, latent, atol=1e-5, rtol=0)

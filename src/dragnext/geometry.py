@@ -214,14 +214,17 @@ def inverse_grid(
     return torch.as_tensor(image_to_normalized(src, image_size), dtype=dtype, device=device)[None]
 
 
-def warp(features: torch.Tensor, grid: torch.Tensor, mode: str = "bilinear") -> torch.Tensor:
-    """Sample [B, C, h, w] features at a grid ([1 or B, h', w', 2]); zeros outside, align_corners=False."""
+def warp(features: torch.Tensor, grid: torch.Tensor, mode: str = "bilinear", padding: str = "zeros") -> torch.Tensor:
+    """Sample [B, C, h, w] features at a grid ([1 or B, h', w', 2]), align_corners=False.
+
+    Outside the tensor: zeros (a mask's coverage), or with ``padding="border"`` the nearest edge value (content
+    that a deformation pulls in from beyond the frame: the picture continues, it does not turn black)."""
     if features.dim() != 4:
         raise ValueError(f"features must be [B, C, h, w], got shape {tuple(features.shape)}")
     grid = grid.to(dtype=features.dtype, device=features.device)
     if grid.shape[0] == 1 and features.shape[0] != 1:
         grid = grid.expand(features.shape[0], *grid.shape[1:])
-    return F.grid_sample(features, grid, mode=mode, padding_mode="zeros", align_corners=False)
+    return F.grid_sample(features, grid, mode=mode, padding_mode=padding, align_corners=False)
 
 
 def _mask_tensor(mask) -> torch.Tensor:

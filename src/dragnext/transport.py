@@ -67,7 +67,7 @@ def move_content(tensor: torch.Tensor, found: list[Motion], *, fill: str = "harm
         filled = fill_hole(tensor, touched, harmonic=fill == "harmonic")
         edited = torch.where(vacated_mask(found).to(tensor.device), filled, edited)
     for motion in found:
-        moved = geometry.warp(tensor, motion.grid.to(tensor.device), mode=mode)
+        moved = geometry.warp(tensor, motion.grid.to(tensor.device), mode=mode, padding="border")
         edited = torch.where(motion.moved.to(tensor.device), moved, edited)
     return edited
 

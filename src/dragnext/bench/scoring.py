@@ -32,7 +32,7 @@ def edit_regions(request: DragRequest) -> tuple[np.ndarray, np.ndarray, np.ndarr
         moved, grid = geometry.region_motion(op.region, op.type, op.handle, op.target, op.center, 1.0, size, size,
                                              deformation="field")
         inside = moved > 0
-        arrived = torch.where(inside[None, None], geometry.warp(pixels, grid), arrived)
+        arrived = torch.where(inside[None, None], geometry.warp(pixels, grid, padding="border"), arrived)
         handle |= np.asarray(op.region, dtype=bool)
         moved_all |= inside.numpy()
     return handle, moved_all, tensor_to_image(arrived)
