@@ -6,6 +6,7 @@ The image is deliberately not square (40 wide, 30 tall) so that a swapped x/y an
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -298,6 +299,109 @@ def test_bad_image_array() -> None:
     assert validate_error(request).startswith("image: expected an H x W x 3 uint8 RGB array")
 
 
+# ------------------------------------------------------------------------------------ degenerate operations
+
+
+def rotation_to(degrees: float) -> Operation:
+    """A rotation of the 6 x 6 box at (2..7, 2..7) about (20, 15): the handle 10 px right of the center, the
+    target 8 px from it (so that 0 degrees is a target on the handle's ray, not on the handle)."""
+    radians = math.radians(degrees)
+    target = (20 + 8 * math.cos(radians), 15 + 8 * math.sin(radians))
+    return make_operation("rotate", rect_mask(2, 2, 8, 8), (30, 15), target, (20, 15))
+
+
+def scaling_by(factor: float, handle_distance: float = 10.0, direction: float = 0.0) -> Operation:
+    """A scale about (4, 15): the handle ``handle_distance`` px right of the center, the target
+    ``factor`` times as far, ``direction`` degrees round from the handle."""
+    radians = math.radians(direction)
+    target = (4 + handle_distance * factor * math.cos(radians), 15 + handle_distance * factor * math.sin(radians))
+    return make_operation("scale", rect_mask(2, 2, 8, 8), (4 + handle_distance, 15), target, (4, 15))
+
+
+@pytest.mark.parametrize("degrees", [0.0, 0.3, -0.45])
+def test_a_rotation_below_half_a_degree_is_refused(degrees: float) -> None:
+    message = validate_error(one_operation_request(rotation_to(degrees)))
+    assert message.startswith("operations[0].target: rotates the region by only")
+    assert "at least 0.5 needed" in message and "move the target around the center" in message
+
+
+@pytest.mark.parametrize("degrees", [0.6, -20.0, 179.0, 180.0])
+def test_real_rotations_pass(degrees: float) -> None:
+    validate_request(one_operation_request(rotation_to(degrees)))
+
+
+@pytest.mark.parametrize(("factor", "direction"), [(1.0, 90.0), (1.005, 0.0), (0.995, 0.0)])
+def test_a_scale_within_one_percent_of_one_is_refused(factor: float, direction: float) -> None:
+    message = validate_error(one_operation_request(scaling_by(factor, direction=direction)))
+    assert message.startswith("operations[0].target: scales the region by")
+    assert "within 1% of 1" in message and "nearer to or farther from the center" in message
+
+
+@pytest.mark.parametrize(("factor", "handle_distance"), [(20.0, 1.0), (1 / 20, 20.0), (1e6, 1e-5)])
+def test_an_extreme_scale_is_refused(factor: float, handle_distance: float) -> None:
+    message = validate_error(one_operation_request(scaling_by(factor, handle_distance)))
+    assert message.startswith("operations[0].target: scales the region by")
+    assert "outside 1/16 to 16" in message
+
+
+@pytest.mark.parametrize("factor", [0.4, 0.6, 1.02, 1.6, 2.2, 1 / 15, 15.0])
+def test_real_scales_pass(factor: float) -> None:
+    validate_request(one_operation_request(scaling_by(factor, 1.0 if factor > 3 else 15.0)))
+
+
+def test_an_editable_mask_that_excludes_the_whole_region_is_refused() -> None:
+    operation = make_operation("translate", rect_mask(2, 2, 8, 8), (5, 5), (12, 6))
+    message = validate_error(one_operation_request(operation, editable_mask=rect_mask(20, 0, 40, 30)))
+    assert message.startswith("operations[0].region: lies entirely outside the editable mask")
+    assert "extend the editable mask over the region" in message
+    validate_request(one_operation_request(operation, editable_mask=rect_mask(7, 0, 40, 30)))  # one column shared
+
+
+def test_a_polygon_with_no_area_is_refused() -> None:
+    line = [(2.0, 2.0), (6.0, 6.0), (10.0, 10.0)]
+    operation = make_operation("translate", polygon_mask(line, WIDTH, HEIGHT), (6, 6), (12, 6), polygon=line)
+    assert validate_error(one_operation_request(operation)).startswith(
+        "operations[0].polygon: the polygon encloses no area"
+    )
+
+
+def test_a_garbled_polygon_in_python_is_refused() -> None:
+    operation = Operation("translate", rect_mask(2, 2, 8, 8), (5.0, 5.0), (12.0, 6.0), polygon=("a", "b", "c"))
+    assert validate_error(one_operation_request(operation)).startswith(
+        "operations[0].polygon: expected a sequence of (x, y) points"
+    )
+
+
+def test_polygons_in_files_far_off_the_canvas_or_without_area(tmp_path: Path) -> None:
+    document = write_valid_files(tmp_path)
+    region = document["operations"][0]
+    region["region"] = {"polygon": [[2, 2], [1e308, 2], [7, 7]]}
+    assert load_error(write_json(tmp_path, document)) == (
+        "operations[0].region.polygon[1]: point (1e+308, 2) is too far outside the 40x30 image "
+        "(a polygon may reach at most one image size beyond the border)"
+    )
+    region["region"] = {"polygon": [[2, 2], [-41, 2], [7, 7]]}
+    assert "is too far outside" in load_error(write_json(tmp_path, document))
+    region["region"] = {"polygon": [[2, 2], [4, 4], [7, 7], [3, 3]]}
+    assert "the polygon encloses no area" in load_error(write_json(tmp_path, document))
+    # A polygon reaching past the border, to outline a region the border cuts, is fine.
+    region["region"] = {"polygon": [[-20, -10], [7, -10], [7, 7], [-20, 7]]}
+    assert np.array_equal(load_instructions(write_json(tmp_path, document)).operations[0].region,
+                          rect_mask(0, 0, 8, 8))
+
+
+def test_degenerate_operations_in_files(tmp_path: Path) -> None:
+    document = write_valid_files(tmp_path)
+    document["operations"][0].update(type="rotate", handle=[5, 5], target=[10, 10], center=[2, 2])
+    assert load_error(write_json(tmp_path, document)).startswith("operations[0].target: rotates the region by only")
+    document["operations"][0].update(type="scale", handle=[5, 5], target=[25, 5], center=[5.000001, 5])
+    assert "outside 1/16 to 16" in load_error(write_json(tmp_path, document))
+    write_png(tmp_path / "editable.png", rect_mask(20, 0, 40, 30))
+    document["editable_mask"] = "editable.png"
+    document["operations"][0].update(type="translate", target=[12, 6])
+    assert "lies entirely outside the editable mask" in load_error(write_json(tmp_path, document))
+
+
 # ---------------------------------------------------------------------------------------- file load errors
 
 
@@ -341,7 +445,7 @@ def test_image_that_is_not_an_image(tmp_path: Path) -> None:
     document = write_valid_files(tmp_path)
     (tmp_path / "x.png").write_text("this is text, not a picture")
     document["image"] = "x.png"
-    assert load_error(write_json(tmp_path, document)) == "image: 'x.png' is not an image file"
+    assert load_error(write_json(tmp_path, document)).startswith("image: 'x.png' is not an image file in a format")
 
 
 def test_truncated_image(tmp_path: Path) -> None:

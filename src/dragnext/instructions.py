@@ -28,6 +28,13 @@ Choices made here (where the design leaves room):
   the type without losing the point.
 - The image is read as stored: EXIF orientation is *not* applied, because the points are given in the
   pixels of the stored image.
+- Files are read through :mod:`dragnext.limits`: regular files only, sizes checked before decoding, caps
+  from a :class:`~dragnext.limits.Limits` (the CLI's defaults, or the UI's stricter ones).
+- Given ``root`` (the UI's upload folder), a path in the JSON must be a plain relative path (no absolute
+  path, no ``..``) that stays inside ``root`` after following links; anything else is refused with one
+  message, whether or not the file exists, so the refusal says nothing about the server's files.
+- Degenerate operations are refused, since they would run minutes of diffusion to change nothing (or
+  to make the region vanish): see the thresholds below.
 - This module imports only numpy and PIL, so validating a file is instant and needs no model.
 """
 
@@ -42,9 +49,20 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image, ImageDraw, UnidentifiedImageError
+from PIL import Image, ImageDraw
 
 from .files import write_staged
+from .limits import (
+    DEFAULT_LIMITS,
+    InputError,
+    Limits,
+    check_image_size,
+    input_error,
+    quote_path,
+    read_image,
+    read_limited_bytes,
+    short_repr,
+)
 
 OPERATION_TYPES = ("translate", "deform", "rotate", "scale")
 NEEDS_CENTER = ("rotate", "scale")
@@ -60,12 +78,25 @@ REQUIRED_OPERATION_KEYS = ("type", "region", "handle", "target")
 # mistake, not an edit, and an angle or scale about a center that close is numerically meaningless.
 MIN_POINT_DISTANCE = 1e-6
 
-# How much of an offending value a message quotes, so that a huge list cannot flood the terminal.
-_MAX_QUOTED_CHARS = 60
+# Degenerate operations. The editor moves features on the VAE's latent grid, one cell per 8 pixels, so an
+# operation that moves no point of a large region by a cell changes nothing but costs a full edit:
+# - a rotation below 0.5 degrees moves a point 500 px from the center by 4.4 px, under one cell;
+MIN_ROTATION_DEGREES = 0.5
+# - a scale within 1% of 1 moves that point by under 5 px;
+MIN_SCALE_CHANGE = 0.01
+# - a factor beyond 16 (or below 1/16) blows a 32 px region up past a 512 px image, or shrinks a 512 px
+#   region to 4 latent cells; such factors come from a center placed a hair from the handle.
+MAX_SCALE_FACTOR = 16.0
+# A polygon vertex may lie at most one image width (height) beyond the border: enough to outline a region
+# cut by the border; farther is a typo or a unit mix-up (1e308 once rasterised to a single pixel).
+POLYGON_MARGIN = 1.0
+# A polygon must enclose at least one pixel of area; less means collinear or repeated points, and the
+# rasteriser would return only the outline.
+MIN_POLYGON_AREA = 1.0
 
-
-class InstructionError(ValueError):
-    """A drag request that cannot be carried out; the message is one line naming the field and the problem."""
+# One error type for every refusal, of a file, a limit or a request: limits.py raises it for files and
+# sizes, this module for content, and callers catch ``InstructionError`` for both.
+InstructionError = InputError
 
 
 @dataclass(frozen=True, eq=False)
@@ -93,21 +124,17 @@ class DragRequest:
 
 def _error(where: str, problem: str) -> InstructionError:
     """Build the error; newlines are flattened because callers print the message as one line."""
-    message = f"{where}: {problem}" if where else problem
-    return InstructionError(" ".join(message.splitlines()))
+    return input_error(where, problem)
 
 
 def _quote(value: Any) -> str:
-    """A short repr of an offending value for a message."""
-    text = repr(value)
-    if len(text) > _MAX_QUOTED_CHARS:
-        text = text[: _MAX_QUOTED_CHARS - 3] + "..."
-    return text
+    """A short repr of an offending value for a message (a huge list cannot flood the terminal)."""
+    return short_repr(value)
 
 
 def _format_number(value: float) -> str:
-    """Write 700.0 as 700 and 12.5 as 12.5, so messages read like the file the user wrote."""
-    if math.isfinite(value) and float(value).is_integer():
+    """Write 700.0 as 700 and 12.5 as 12.5, so messages read like the file the user wrote (1e+308 stays short)."""
+    if math.isfinite(value) and float(value).is_integer() and abs(value) < 1e15:
         return str(int(value))
     return repr(float(value))
 
@@ -229,7 +256,7 @@ def _check_mask(mask: Any, where: str, image_shape: tuple[int, ...]) -> None:
 def _check_point(point: Any, where: str, image_shape: tuple[int, ...]) -> Point:
     if not isinstance(point, tuple) or len(point) != 2 or not all(_is_number(v) for v in point):
         raise _error(where, f"expected an (x, y) tuple of two numbers (see make_operation), got {_quote(point)}")
-    x, y = float(point[0]), float(point[1])
+    x, y = _to_float(point[0]), _to_float(point[1])
     if not (math.isfinite(x) and math.isfinite(y)):
         raise _error(where, f"coordinates must be finite numbers, got {_format_point((x, y))}")
     height, width = image_shape[:2]
@@ -238,12 +265,83 @@ def _check_point(point: Any, where: str, image_shape: tuple[int, ...]) -> Point:
     return (x, y)
 
 
+def _rotation_degrees(handle: Point, target: Point, center: Point) -> float:
+    """The signed angle from ``handle - center`` to ``target - center``, as geometry.signed_angle computes it."""
+    ux, uy = handle[0] - center[0], handle[1] - center[1]
+    vx, vy = target[0] - center[0], target[1] - center[1]
+    return math.degrees(math.atan2(ux * vy - uy * vx, ux * vx + uy * vy))
+
+
+def _polygon_area(points: Sequence[Point]) -> float:
+    """Shoelace area (absolute) in square pixels."""
+    twice_area = 0.0
+    for (x0, y0), (x1, y1) in zip(points, (*points[1:], points[0]), strict=True):
+        twice_area += x0 * y1 - x1 * y0
+    return abs(twice_area) / 2.0
+
+
+def _check_polygon(polygon: Sequence[Point], where: str, image_shape: tuple[int, ...]) -> None:
+    """Finite points within :data:`POLYGON_MARGIN` image sizes of the canvas, enclosing some area.
+
+    Checked before rasterising: PIL turns a vertex at 1e308 into a one-pixel region without complaint.
+    """
+    height, width = image_shape[:2]
+    x_range = (-POLYGON_MARGIN * width, width - 1 + POLYGON_MARGIN * width)
+    y_range = (-POLYGON_MARGIN * height, height - 1 + POLYGON_MARGIN * height)
+    for i, (x, y) in enumerate(polygon):
+        if not (math.isfinite(x) and math.isfinite(y)):
+            raise _error(f"{where}[{i}]", f"coordinates must be finite numbers, got {_format_point((x, y))}")
+        if not (x_range[0] <= x <= x_range[1] and y_range[0] <= y <= y_range[1]):
+            raise _error(
+                f"{where}[{i}]",
+                f"point {_format_point((x, y))} is too far outside the {_size_text(image_shape)} image "
+                "(a polygon may reach at most one image size beyond the border)",
+            )
+    if _polygon_area(polygon) < MIN_POLYGON_AREA:
+        raise _error(where, "the polygon encloses no area (are its points on one line?); "
+                            "give at least three points around the region")
+
+
+def _check_motion(operation: Operation, where: str, handle: Point, target: Point, center: Point) -> None:
+    """Refuse a rotation or scale too small to change anything, or a scale so large it is surely a slip."""
+    if operation.type == "rotate":
+        angle = _rotation_degrees(handle, target, center)
+        if abs(angle) < MIN_ROTATION_DEGREES:
+            raise _error(
+                f"{where}.target",
+                f"rotates the region by only {abs(angle):.2g} degrees (at least {MIN_ROTATION_DEGREES} needed); "
+                "move the target around the center, or use type 'scale' to drag along the line through it",
+            )
+        return
+    factor = _distance(target, center) / _distance(handle, center)
+    if abs(factor - 1.0) < MIN_SCALE_CHANGE:
+        raise _error(
+            f"{where}.target",
+            f"scales the region by {factor:.4g}, within {MIN_SCALE_CHANGE:.0%} of 1 (no visible change); "
+            "move the target nearer to or farther from the center than the handle",
+        )
+    if not 1.0 / MAX_SCALE_FACTOR <= factor <= MAX_SCALE_FACTOR:
+        raise _error(
+            f"{where}.target",
+            f"scales the region by {factor:.3g}, outside 1/{MAX_SCALE_FACTOR:g} to {MAX_SCALE_FACTOR:g} "
+            "(the ratio of the target's to the handle's distance from the center); "
+            "place the center farther from the handle, or the target nearer to the handle",
+        )
+
+
 def _check_operation(operation: Any, where: str, image_shape: tuple[int, ...]) -> None:
     if not isinstance(operation, Operation):
         raise _error(where, f"expected an Operation, got {type(operation).__name__}")
     if not isinstance(operation.type, str) or operation.type not in OPERATION_TYPES:
         raise _error(f"{where}.type", f"{_quote(operation.type)} is not one of {', '.join(OPERATION_TYPES)}")
     _check_mask(operation.region, f"{where}.region", image_shape)
+    if operation.polygon is not None:
+        polygon = operation.polygon
+        if not isinstance(polygon, (tuple, list)) or not all(
+            isinstance(p, (tuple, list)) and len(p) == 2 and all(_is_number(v) for v in p) for p in polygon
+        ):
+            raise _error(f"{where}.polygon", f"expected a sequence of (x, y) points, got {_quote(polygon)}")
+        _check_polygon([(_to_float(x), _to_float(y)) for x, y in polygon], f"{where}.polygon", image_shape)
     handle = _check_point(operation.handle, f"{where}.handle", image_shape)
     target = _check_point(operation.target, f"{where}.target", image_shape)
     if _distance(handle, target) < MIN_POINT_DISTANCE:
@@ -261,13 +359,21 @@ def _check_operation(operation: Any, where: str, image_shape: tuple[int, ...]) -
     if _distance(target, center) < MIN_POINT_DISTANCE:
         problem = "the angle is undefined" if operation.type == "rotate" else "the region would shrink to a point"
         raise _error(f"{where}.target", f"lies on the center, so {problem}")
+    _check_motion(operation, where, handle, target, center)
 
 
-def validate_request(request: DragRequest) -> DragRequest:
+def _check_operation_count(count: int, limits: Limits) -> None:
+    if count > limits.max_operations:
+        raise _error("operations", f"{count} operations, more than the limit of {limits.max_operations}")
+
+
+def validate_request(request: DragRequest, *, limits: Limits | None = None) -> DragRequest:
     """Check a request completely; raise :class:`InstructionError` (one line, naming the field) if wrong.
 
-    Returns the request, with ``operations`` turned into a tuple if it was another sequence, so callers can
-    write ``request = validate_request(request)``.
+    ``limits``, when given, also caps the image size and the number of operations (the UI passes
+    :data:`~dragnext.limits.UI_LIMITS`); a Python caller who built the arrays has already paid for them, so
+    by default there is no cap. Returns the request, with ``operations`` turned into a tuple if it was
+    another sequence, so callers can write ``request = validate_request(request)``.
     """
     if not isinstance(request, DragRequest):
         raise _error("request", f"expected a DragRequest, got {type(request).__name__}")
@@ -277,6 +383,8 @@ def validate_request(request: DragRequest) -> DragRequest:
         raise _error("image", f"expected an H x W x 3 uint8 RGB array, got {got}")
     if image.shape[0] == 0 or image.shape[1] == 0:
         raise _error("image", f"image is empty ({_size_text(image.shape)})")
+    if limits is not None:
+        check_image_size(image.shape[1], image.shape[0], "image", limits)
     if not isinstance(request.prompt, str):
         raise _error("prompt", f"expected a string, got {type(request.prompt).__name__}")
     if request.editable_mask is not None:
@@ -286,8 +394,16 @@ def validate_request(request: DragRequest) -> DragRequest:
         raise _error("operations", f"expected a sequence of operations, got {type(operations).__name__}")
     if len(operations) == 0:
         raise _error("operations", "at least one operation is required")
+    if limits is not None:
+        _check_operation_count(len(operations), limits)
     for index, operation in enumerate(operations):
         _check_operation(operation, f"operations[{index}]", image.shape)
+        if request.editable_mask is not None and not (operation.region & request.editable_mask).any():
+            raise _error(
+                f"operations[{index}].region",
+                "lies entirely outside the editable mask, so nothing in it may change; "
+                "extend the editable mask over the region, or leave the mask out",
+            )
     if not isinstance(operations, tuple):
         request = replace(request, operations=tuple(operations))
     return request
@@ -302,7 +418,7 @@ def _reject_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     result: dict[str, Any] = {}
     for key, value in pairs:
         if key in result:
-            raise _error("", f"duplicate key {key!r} in the JSON")
+            raise _error("", f"duplicate key {_quote(key)} in the JSON")
         result[key] = value
     return result
 
@@ -310,7 +426,9 @@ def _reject_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 def _check_keys(obj: dict[str, Any], where: str, allowed: Sequence[str], required: Sequence[str]) -> None:
     unknown = [key for key in obj if key not in allowed]
     if unknown:
-        names = ", ".join(repr(k) for k in unknown)
+        names = ", ".join(_quote(k) for k in unknown[:3])  # a few, so a file of a million keys cannot flood
+        if len(unknown) > 3:
+            names += f" and {len(unknown) - 3} more"
         plural = "keys" if len(unknown) > 1 else "key"
         raise _error(where or "instructions", f"unknown {plural} {names}; allowed: {', '.join(allowed)}")
     for key in required:
@@ -319,124 +437,141 @@ def _check_keys(obj: dict[str, Any], where: str, allowed: Sequence[str], require
             raise _error(f"{prefix}{key}", "required key is missing")
 
 
-def _resolve(value: Any, where: str, base: Path) -> Path:
+def _resolve(value: Any, where: str, base: Path, root: Path | None) -> Path:
+    """The path a JSON value names, relative to the JSON's folder; with ``root``, only inside ``root``.
+
+    Outside ``root`` the message is the same whether or not the file exists, and nothing outside is even
+    looked at: the lexical checks come first, and ``realpath`` then only follows links inside the upload.
+    """
     if not isinstance(value, str) or not value.strip():
         raise _error(where, f"expected a file path (string), got {_quote(value)}")
-    return base / value
-
-
-def _open_image(value: Any, where: str, base: Path, mode: str) -> Image.Image:
-    """Open and decode an image file named in the JSON, converting to ``mode``; errors name the field."""
-    path = _resolve(value, where, base)
-    if not path.exists():
-        raise _error(where, f"{value!r} does not exist (looked for {path})")
-    if path.is_dir():
-        raise _error(where, f"{value!r} is a folder, not an image file")
+    if "\x00" in value:
+        raise _error(where, f"{quote_path(value)} is not a valid file path")
+    path = base / value
+    if root is None:
+        return path
+    outside = _error(where, f"{quote_path(value)} is outside the uploaded files")
+    if os.path.isabs(value) or ".." in Path(value).parts:
+        raise outside
     try:
-        with Image.open(path) as opened:
-            opened.load()
-            return opened.convert(mode)
-    except UnidentifiedImageError:
-        raise _error(where, f"{value!r} is not an image file") from None
-    except Image.DecompressionBombError as exc:
-        raise _error(where, f"{value!r} is too large to load: {exc}") from None
-    except (OSError, ValueError, SyntaxError) as exc:
-        # Truncated or corrupt files surface as OSError/SyntaxError from the decoders.
-        raise _error(where, f"cannot read {value!r}: {exc}") from None
+        inside = Path(os.path.realpath(path)).is_relative_to(os.path.realpath(root))
+    except (OSError, ValueError):  # text the file system cannot encode
+        raise outside from None
+    if not inside:
+        raise outside
+    return path
 
 
-def _load_mask(value: Any, where: str, base: Path) -> np.ndarray:
-    return np.asarray(_open_image(value, where, base, "L")) > 127
+def _read_picture(value: Any, where: str, base: Path, root: Path | None, mode: str, limits: Limits) -> np.ndarray:
+    """Read an image file named in the JSON as a uint8 array in ``mode``; errors name the field."""
+    path = _resolve(value, where, base, root)
+    return read_image(path, where, mode, limits, name=value)
 
 
-def _load_polygon(region: dict[str, Any], where: str) -> tuple[Point, ...]:
+def _load_mask(value: Any, where: str, base: Path, root: Path | None, limits: Limits) -> np.ndarray:
+    return _read_picture(value, where, base, root, "L", limits) > 127
+
+
+def _load_polygon(
+    region: dict[str, Any], where: str, image_shape: tuple[int, ...], limits: Limits
+) -> tuple[Point, ...]:
     _check_keys(region, where, ("polygon",), ("polygon",))
     points = region["polygon"]
     if not isinstance(points, list) or len(points) < 3:
         raise _error(f"{where}.polygon", f"expected a list of at least 3 [x, y] points, got {_quote(points)}")
+    if len(points) > limits.max_polygon_points:
+        raise _error(f"{where}.polygon",
+                     f"{len(points)} points, more than the limit of {limits.max_polygon_points}")
     polygon = tuple(_coerce_point(p, f"{where}.polygon[{i}]") for i, p in enumerate(points))
-    for i, point in enumerate(polygon):
-        if not all(math.isfinite(v) for v in point):
-            raise _error(f"{where}.polygon[{i}]", f"coordinates must be finite numbers, got {_format_point(point)}")
+    _check_polygon(polygon, f"{where}.polygon", image_shape)
     return polygon
 
 
-def _load_operation(raw: Any, where: str, base: Path, image_shape: tuple[int, ...]) -> Operation:
+def _load_operation(
+    raw: Any, where: str, base: Path, root: Path | None, image_shape: tuple[int, ...], limits: Limits
+) -> Operation:
     if not isinstance(raw, dict):
         raise _error(where, f"expected an object, got {_quote(raw)}")
     _check_keys(raw, where, OPERATION_KEYS, REQUIRED_OPERATION_KEYS)
     op_type = raw["type"]
     if not isinstance(op_type, str) or op_type not in OPERATION_TYPES:
         raise _error(f"{where}.type", f"{_quote(op_type)} is not one of {', '.join(OPERATION_TYPES)}")
+    # The points first: they cost nothing, and a typo there should not wait for a mask to decode.
+    handle = _coerce_point(raw["handle"], f"{where}.handle")
+    target = _coerce_point(raw["target"], f"{where}.target")
+    center = None if raw.get("center") is None else _coerce_point(raw["center"], f"{where}.center")
     region_value = raw["region"]
     polygon = None
     if isinstance(region_value, dict):
-        polygon = _load_polygon(region_value, f"{where}.region")
+        polygon = _load_polygon(region_value, f"{where}.region", image_shape, limits)
         region = polygon_mask(polygon, image_shape[1], image_shape[0])
     elif isinstance(region_value, str):
-        region = _load_mask(region_value, f"{where}.region", base)
+        region = _load_mask(region_value, f"{where}.region", base, root, limits)
     else:
         raise _error(
             f"{where}.region", f'expected a mask file path or {{"polygon": [[x, y], ...]}}, got {_quote(region_value)}'
         )
-    center = raw.get("center")
-    return Operation(
-        type=op_type,
-        region=region,
-        handle=_coerce_point(raw["handle"], f"{where}.handle"),
-        target=_coerce_point(raw["target"], f"{where}.target"),
-        center=None if center is None else _coerce_point(center, f"{where}.center"),
-        polygon=polygon,
-    )
+    return Operation(type=op_type, region=region, handle=handle, target=target, center=center, polygon=polygon)
 
 
-def load_instructions(path: str | os.PathLike[str]) -> DragRequest:
-    """Read an instruction file (see module docstring) and return a validated :class:`DragRequest`.
-
-    Every problem, from a missing file to a point off the image, is an :class:`InstructionError` whose
-    one-line message names the field, never a traceback from json or PIL.
-    """
-    path = Path(path)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise _error("", f"instructions file '{path}' does not exist") from None
-    except IsADirectoryError:
-        raise _error("", f"instructions file '{path}' is a folder, not a JSON file") from None
-    except OSError as exc:
-        raise _error("", f"cannot read instructions file '{path}': {exc.strerror or exc}") from None
+def _parse_json(data: bytes, path: Path) -> Any:
+    """The JSON value in ``data``; every way it can fail becomes one line naming the file."""
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
         raise _error("", f"'{path}' is not valid JSON: it is not UTF-8 text") from None
     try:
-        raw = json.loads(text, object_pairs_hook=_reject_duplicate_keys)
+        return json.loads(text, object_pairs_hook=_reject_duplicate_keys)
     except json.JSONDecodeError as exc:
         raise _error("", f"'{path}' is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}") from None
     except RecursionError:
         raise _error("", f"'{path}' is not valid JSON: nested too deeply") from None
+    except InstructionError:
+        raise
+    except ValueError:  # an integer literal over Python's 4300-digit conversion limit
+        raise _error("", f"'{path}' is not valid JSON: a number has too many digits") from None
+
+
+def load_instructions(
+    path: str | os.PathLike[str], *, root: str | os.PathLike[str] | None = None, limits: Limits = DEFAULT_LIMITS
+) -> DragRequest:
+    """Read an instruction file (see module docstring) and return a validated :class:`DragRequest`.
+
+    ``root``: when given (a server's upload folder), every file the JSON names must lie inside it; without
+    it (the CLI), any path the user typed works. ``limits`` caps the file's size, the number of operations
+    and polygon points, and every image's size (read from its header before decoding).
+
+    Every problem, from a missing file to a point off the image, is an :class:`InstructionError` whose
+    one-line message names the field, never a traceback from json or PIL.
+    """
+    path = Path(path)
+    data = read_limited_bytes(path, "instructions", limits.max_json_bytes, name=str(path))
+    raw = _parse_json(data, path)
     if not isinstance(raw, dict):
         raise _error("", f"'{path}' must contain a JSON object at the top level, got {type(raw).__name__}")
 
+    # 1. Everything that costs nothing to check, before any image is decoded.
     _check_keys(raw, "", TOP_LEVEL_KEYS, REQUIRED_TOP_LEVEL_KEYS)
-    base = path.parent
-    image = np.asarray(_open_image(raw["image"], "image", base, "RGB"))
-
-    editable_mask = None
-    if raw.get("editable_mask") is not None:
-        editable_mask = _load_mask(raw["editable_mask"], "editable_mask", base)
-
     prompt = raw.get("prompt")
     if prompt is None:
         prompt = ""
     elif not isinstance(prompt, str):
         raise _error("prompt", f"expected a string, got {_quote(prompt)}")
-
     raw_operations = raw["operations"]
     if not isinstance(raw_operations, list):
         raise _error("operations", f"expected a list of operations, got {_quote(raw_operations)}")
+    _check_operation_count(len(raw_operations), limits)
+
+    # 2. The images, each checked against the limits from its header first.
+    base = path.parent
+    root_path = None if root is None else Path(root)
+    image = _read_picture(raw["image"], "image", base, root_path, "RGB", limits)
+    editable_mask = None
+    if raw.get("editable_mask") is not None:
+        editable_mask = _load_mask(raw["editable_mask"], "editable_mask", base, root_path, limits)
     operations = tuple(
-        _load_operation(op, f"operations[{i}]", base, image.shape) for i, op in enumerate(raw_operations)
+        _load_operation(op, f"operations[{i}]", base, root_path, image.shape, limits)
+        for i, op in enumerate(raw_operations)
     )
     request = DragRequest(
         image=image, operations=operations, editable_mask=editable_mask, prompt=prompt, source=str(path)
