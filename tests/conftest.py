@@ -56,3 +56,11 @@ def tiny_sd(tmp_path_factory: pytest.TempPathFactory):
             os.environ.pop("DRAGNEXT_CACHE_DIR", None)
         else:
             os.environ["DRAGNEXT_CACHE_DIR"] = previous_cache
+
+
+@pytest.fixture
+def out_dir(tmp_path: Path) -> Path:
+    """An empty output folder."""
+    folder = tmp_path / "out"
+    folder.mkdir()
+    return folder

@@ -45,13 +45,6 @@ def instructions(tmp_path: Path) -> Path:
     return write_instructions(tmp_path / "request")
 
 
-@pytest.fixture
-def out_dir(tmp_path: Path) -> Path:
-    folder = tmp_path / "out"
-    folder.mkdir()
-    return folder
-
-
 def test_edit_writes_the_output_and_the_preview(tiny_sd, instructions, out_dir, capsys):
     output, preview = out_dir / "edited.png", out_dir / "preview.png"
     status = main(["edit", str(instructions), "-o", str(output), "--preview", str(preview),

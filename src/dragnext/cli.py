@@ -8,16 +8,25 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import logging
+import os
+import secrets
+import shutil
 import sys
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from .config import PRESET_NAMES
-from .files import write_png_atomic
+from .config import PRESET_NAMES, SEED_LIMIT
+from .files import write_staged
 from .instructions import InstructionError, load_instructions
 
 EXIT_BAD_INPUT = 2
 EXIT_FAILURE = 1
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report Ctrl+C
+
+# The torch device types an edit runs on; others (meta: no data; xla, hpu, ...: never tried) are refused.
+RUNNABLE_DEVICE_TYPES = ("cpu", "cuda", "mps")
 
 
 class CliError(Exception):
@@ -52,15 +61,121 @@ class PhaseBars:
             bar.close()
 
 
-def _output_path(value: str, flag: str) -> Path:
+def _output_path(value: str, flag: str, *, inputs: Iterable[Path] = (), create_folders: bool = False) -> Path:
+    """Check an output path before any work: a .png file name, in a folder we can write, not one of ``inputs``.
+
+    ``create_folders``: a missing folder is fine if it can be created; the caller creates it right before writing,
+    so that a command refused for any reason leaves no folder behind."""
     path = Path(value).expanduser()
-    if path.is_dir():
-        raise CliError(f"{flag}: '{value}' is a folder; give a file name like out.png", EXIT_BAD_INPUT)
-    if not path.parent.is_dir():
-        raise CliError(f"{flag}: folder '{path.parent}' does not exist", EXIT_BAD_INPUT)
     if path.suffix.lower() != ".png":
         raise CliError(f"{flag}: '{value}' must end in .png", EXIT_BAD_INPUT)
+    if path.is_dir():
+        raise CliError(f"{flag}: '{value}' is a folder; give a file name like out.png", EXIT_BAD_INPUT)
+    if path.exists() and not path.is_file():
+        raise CliError(f"{flag}: '{value}' exists and is not a regular file", EXIT_BAD_INPUT)
+    folder = path.parent
+    if create_folders:
+        while not folder.exists() and folder != folder.parent:
+            folder = folder.parent
+    if not folder.is_dir():
+        problem = "is not a folder" if folder.exists() else "does not exist"
+        raise CliError(f"{flag}: folder '{folder}' {problem}", EXIT_BAD_INPUT)
+    _check_writable(folder, path.name, flag)
+    for source in inputs:
+        if _same_file(path, source):
+            raise CliError(f"{flag}: '{value}' is an input of this edit ('{source}'); writing it would overwrite it",
+                           EXIT_BAD_INPUT)
     return path
+
+
+def _check_writable(folder: Path, name: str, flag: str) -> None:
+    """Create and remove a staged file there: the permission bits alone cannot tell (root may write anywhere by
+    them, yet not in /proc; a read-only mount says yes too)."""
+    try:
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise PermissionError(13, "permission denied")
+        write_staged(folder, name, lambda stream: None).unlink()
+    except OSError as error:
+        reason = error.strerror or str(error)
+        raise CliError(f"{flag}: cannot write in folder '{folder}' ({reason})", EXIT_BAD_INPUT) from None
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """The same file, by resolved path or, for hard links, by device and inode."""
+    if a.resolve() == b.resolve():
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them does not exist (yet)
+        return False
+
+
+def _request_inputs(instructions: Path) -> list[Path]:
+    """The files an instruction file made us read: itself, its image and its mask files (as load_instructions
+    resolves them: relative to the instruction file's folder)."""
+    document = json.loads(instructions.read_bytes().decode("utf-8-sig"))  # load_instructions has accepted it
+    names = [document.get("image"), document.get("editable_mask")]
+    names += [operation.get("region") for operation in document.get("operations", [])]
+    return [instructions, *(instructions.parent / name for name in names if isinstance(name, str))]
+
+
+def _checked_seed(seed: int) -> int:
+    if not 0 <= seed < SEED_LIMIT:
+        raise CliError(f"--seed: {seed} is not in [0, 2**63)", EXIT_BAD_INPUT)
+    return seed
+
+
+def _write_pngs_together(pictures: Mapping[Path, object]) -> None:
+    """Write every picture (H x W x 3 uint8) or none: each is staged beside its destination, then all are moved
+    into place; if a move fails, the destinations already moved get back what they held before."""
+    from PIL import Image
+
+    staged: dict[Path, Path] = {}
+    try:
+        for destination, image in pictures.items():
+            picture = Image.fromarray(image)
+            staged[destination] = write_staged(destination.parent, destination.name,
+                                               lambda stream, picture=picture: picture.save(stream, format="PNG"))
+        _move_together(staged)
+    finally:
+        for temporary in staged.values():
+            temporary.unlink(missing_ok=True)
+
+
+def _move_together(staged: Mapping[Path, Path]) -> None:
+    moved: list[tuple[Path, Path | None]] = []  # (destination, what it held before, kept under a hidden name)
+    try:
+        for destination, temporary in staged.items():
+            previous = _keep_previous(destination)
+            try:
+                os.replace(temporary, destination)
+            except BaseException:
+                if previous is not None:
+                    previous.unlink(missing_ok=True)
+                raise
+            moved.append((destination, previous))
+    except BaseException:
+        for destination, previous in reversed(moved):
+            if previous is None:
+                destination.unlink(missing_ok=True)
+            else:
+                os.replace(previous, destination)
+        raise
+    for _, previous in moved:
+        if previous is not None:
+            previous.unlink(missing_ok=True)
+
+
+def _keep_previous(destination: Path) -> Path | None:
+    """A second name for the file at ``destination`` (a hard link, else a copy), so a rollback can restore it."""
+    if not destination.is_file():
+        return None
+    keep = destination.parent / f".{destination.name}.{secrets.token_hex(8)}.previous"
+    try:
+        os.link(destination, keep)
+    except OSError:  # a file system without hard links
+        shutil.copy2(destination, keep)
+    return keep
 
 
 def parse_override(text: str):
@@ -91,7 +206,7 @@ def parse_override(text: str):
 
 
 def _config_from_args(args):
-    from .config import ConfigError, preset, preset_name_for_model
+    from .config import ConfigError, check_num_steps, model_scheduler_config, preset, preset_name_for_model
 
     changes = dict(parse_override(item) for item in args.set or [])
     for flag, key in (("steps", "num_steps"), ("strength", "strength"), ("pbsi_timesteps", "pbsi_timesteps"),
@@ -102,62 +217,105 @@ def _config_from_args(args):
     if args.no_lora:
         changes["lora"] = False
     try:
-        return preset(preset_name_for_model(args.model), args.preset).override(**changes)
+        config = preset(preset_name_for_model(args.model), args.preset).override(**changes)
+        # A local model's scheduler bounds the steps now; a hub model's once loaded (editor.check_config).
+        scheduler = model_scheduler_config(args.model)
+        if scheduler is not None:
+            check_num_steps(config, scheduler)
     except ConfigError as error:
         raise CliError(str(error), EXIT_BAD_INPUT) from None
+    return config
 
 
 def load_model(name: str, device: str | None, bf16: bool):
-    import torch
-
+    torch_device = _device(device) if device else None
     if not logging.getLogger().isEnabledFor(logging.INFO):
         _quiet_libraries()
 
     from .models import ModelLoadError, load_backbone
 
     try:
-        torch_device = torch.device(device) if device else None
-    except RuntimeError:
-        raise CliError(f"--device: '{device}' is not a device (try cpu or cuda)", EXIT_BAD_INPUT) from None
-    if torch_device is not None and torch_device.type == "cuda" and not torch.cuda.is_available():
-        raise CliError("--device cuda: no CUDA device is available here; use --device cpu", EXIT_BAD_INPUT)
-    try:
         return load_backbone(name, device=torch_device, autocast_bf16=bf16)
     except ModelLoadError as error:
         raise CliError(str(error)) from None
 
 
+def _device(name: str):
+    """The torch device ``--device`` names, if an edit can run on it here; else a one-line CliError.
+
+    The name is checked before torch is imported, so a typo or ``meta`` (a device without data) is refused at once.
+    """
+    kind, _, index = name.partition(":")
+    if kind not in RUNNABLE_DEVICE_TYPES or (index and not index.isdigit()):
+        raise CliError(f"--device {name}: not a device an edit can run on; use cpu, cuda or cuda:N (or mps)",
+                       EXIT_BAD_INPUT)
+    import torch
+
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):  # e.g. an index too large for torch
+        raise CliError(f"--device {name}: not a device torch knows", EXIT_BAD_INPUT) from None
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise CliError(f"--device {name}: no CUDA device is available here; use --device cpu", EXIT_BAD_INPUT)
+        if device.index is not None and device.index >= count:
+            raise CliError(f"--device {name}: there are {count} CUDA device(s), numbered from 0", EXIT_BAD_INPUT)
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise CliError(f"--device {name}: MPS is not available here; use --device cpu", EXIT_BAD_INPUT)
+    return device
+
+
+def _make_deterministic_if_asked(args) -> None:
+    if args.deterministic:
+        from .determinism import make_deterministic
+
+        make_deterministic(threads=1)
+
+
 def command_edit(args) -> int:
-    # Validate everything the user typed before any model is resolved or loaded.
+    # 1. Validate everything the user typed before any model is resolved or loaded.
     try:
         request = load_instructions(args.instructions)
     except InstructionError as error:
         raise CliError(str(error), EXIT_BAD_INPUT) from None
-    output = _output_path(args.output, "-o/--output")
-    preview = _output_path(args.preview, "--preview") if args.preview else None
-    if preview is not None and preview.resolve() == output.resolve():
+    inputs = _request_inputs(Path(args.instructions))
+    output = _output_path(args.output, "-o/--output", inputs=inputs)
+    preview = _output_path(args.preview, "--preview", inputs=inputs) if args.preview else None
+    if preview is not None and _same_file(preview, output):
         raise CliError("--preview: must differ from the output path", EXIT_BAD_INPUT)
+    seed = _checked_seed(args.seed)
     config = _config_from_args(args)
+    if args.device:
+        _device(args.device)
 
     from .config import ConfigError
     from .editor import DragEditor
     from .visualize import draw_instructions, side_by_side
 
+    # 2. Load the model and edit.
+    _make_deterministic_if_asked(args)
     backbone = load_model(args.model, args.device, args.bf16)
     bars = PhaseBars(enabled=not args.quiet)
     try:
-        result = DragEditor(backbone, config)(request, seed=args.seed, progress=bars)
+        result = DragEditor(backbone, config)(request, seed=seed, progress=bars)
     except ConfigError as error:
         raise CliError(str(error), EXIT_BAD_INPUT) from None
     finally:
         bars.close()
-    write_png_atomic(output, result.image)
+
+    # 3. Write the output and the preview together, or neither.
+    pictures = {output: result.image}
     if preview is not None:
-        picture = side_by_side(
+        pictures[preview] = side_by_side(
             [draw_instructions(request.image, request.operations, request.editable_mask), result.image],
             ["input + instructions", "output"],
         )
-        write_png_atomic(preview, picture)
+    try:
+        _write_pngs_together(pictures)
+    except OSError as error:
+        raise CliError(f"could not write the output: {error.strerror or error} ('{error.filename}'); nothing "
+                       "was written") from None
     if not args.quiet:
         phases = ", ".join(f"{k} {v:.1f}s" for k, v in result.timings.items())
         p = result.passes
@@ -169,10 +327,17 @@ def command_edit(args) -> int:
 def command_demo(args) -> int:
     from .demo import run_demo
 
-    Path(args.output).expanduser().parent.mkdir(parents=True, exist_ok=True)
-    output = _output_path(args.output, "-o/--output")
+    # The default, out/demo.png, must work from a fresh clone: a missing folder is created, but only by
+    # run_demo, right before it writes, so that a refused command leaves nothing behind.
+    output = _output_path(args.output, "-o/--output", create_folders=True)
+    if args.device:
+        _device(args.device)
+    _make_deterministic_if_asked(args)
     backbone = load_model(args.model, args.device, args.bf16)
-    report = run_demo(backbone, output, progress=None if args.quiet else PhaseBars())
+    try:
+        report = run_demo(backbone, output, progress=None if args.quiet else PhaseBars())
+    except OSError as error:
+        raise CliError(f"could not write the output: {error.strerror or error} ('{error.filename}')") from None
     print(report)
     return 0
 
@@ -184,7 +349,7 @@ def command_train_bundled(args) -> int:
         if step % 250 == 0:
             print(f"step {step}  {seconds:.0f} s  loss {loss:.4f}", flush=True)
 
-    train_bundled(Path(args.out_dir), TrainConfig(minutes=args.minutes, seed=args.seed), progress)
+    train_bundled(Path(args.out_dir), TrainConfig(minutes=args.minutes, seed=_checked_seed(args.seed)), progress)
     return 0
 
 
@@ -195,6 +360,9 @@ def _add_model_flags(parser: argparse.ArgumentParser, default_model: str) -> Non
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if present, else cpu)")
     parser.add_argument("--bf16", action="store_true", help="bf16 autocast of the UNet on CPU")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("--deterministic", action="store_true",
+                        help="one torch thread and deterministic algorithms: the same seed gives the same bytes "
+                             "on this machine (see dragnext.determinism)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -206,7 +374,7 @@ def build_parser() -> argparse.ArgumentParser:
     edit.add_argument("instructions", help="instruction JSON (see README, 'Editing an image')")
     edit.add_argument("-o", "--output", required=True, help="edited image, PNG")
     edit.add_argument("--preview", help="also write input-with-instructions | output side by side, PNG")
-    edit.add_argument("--seed", type=int, default=0)
+    edit.add_argument("--seed", type=int, default=0, help="seed of the edit, in [0, 2**63) (default 0)")
     edit.add_argument("--steps", type=int, help="DDIM steps of the full schedule")
     edit.add_argument("--strength", type=float, help="inversion strength, share of the schedule inverted")
     edit.add_argument("--pbsi-timesteps", type=int, help="timesteps optimised by PBSI")
@@ -254,7 +422,7 @@ def main(argv: list[str] | None = None) -> int:
         return error.status
     except KeyboardInterrupt:
         print("dragnext: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
 
 
 def _quiet_libraries() -> None:

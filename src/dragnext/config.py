@@ -10,17 +10,79 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import numbers
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 STARTS = ("unedited", "moved")
 FILLS = ("harmonic", "nearest", "none")  # see transport.py
 DEFORMATIONS = ("field", "translate")  # see geometry.py
 LOSS_TARGETS = ("warped-features", "start", "by-type")
+ETA_SPANS = ("all", "per_timestep")
+
+# Upper bounds of the settings that decide how long an edit runs or whether its numbers stay finite: far above
+# any useful value (the paper: 50 steps, 10 iterations, lr 0.02, lambda 0.1, 80 LoRA steps of rank 16), low
+# enough that a typo cannot occupy a machine for days or turn the latent into infinities (lr=inf: a black image).
+MAX_NUM_STEPS = 1000  # the training timesteps of SD 1.x/2.x and the bundled model; each model's own: max_num_steps
+MAX_ITERATIONS = 1000  # Adam steps per optimised timestep
+MAX_LEARNING_RATE = 1.0  # Adam moves each value by about lr per step; latents are of unit scale
+MAX_LOSS_WEIGHT = 1000.0  # lambda_editable: 10^4 times the paper's 0.1
+MAX_LORA_RANK = 1024
+MAX_LORA_STEPS = 10_000
+MAX_EDITABLE_RADIUS = 4096  # pixels; a radius past the image's sides already covers all of it
+SEED_LIMIT = 2**63  # seeds are in [0, 2**63): a non-negative signed 64-bit integer, which every consumer takes
+
+BUNDLED_DIR = Path(__file__).resolve().parent / "models" / "bundled"  # the model shipped with the package
+MAX_MODEL_CONFIG_BYTES = 1 << 20  # a diffusers config.json is a few kB; refuse to read a huge one
 
 
 class ConfigError(ValueError):
     """A setting that cannot work (with this model); the message is one line naming the setting."""
+
+
+# --------------------------------------------------------------------------------------------------------
+# Checks of single settings (EditConfig.__post_init__)
+
+
+def _quote(value: Any) -> str:
+    """The value for a message, cut short: a 400-digit integer must not flood the terminal."""
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _is_finite(value: Any) -> bool:
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an integer too large for a float
+        return False
+
+
+def _check_integer(name: str, value: Any, low: int, high: int | None, *, none_allowed: bool = False) -> None:
+    """``high`` None: no upper bound here (the model sets it, in ``editor.check_config``)."""
+    integer = not isinstance(value, bool) and isinstance(value, numbers.Integral)
+    if not (integer and low <= value and (high is None or value <= high)):
+        interval = f">= {low}" if high is None else f"in [{low}, {high}]"
+        alternative = " or None" if none_allowed else ""
+        raise ConfigError(f"EditConfig: {name} must be an integer {interval}{alternative}, got {_quote(value)}")
+
+
+def _check_real(name: str, value: Any, low: float, high: float, *, low_open: bool = False, high_open: bool = False,
+                none_allowed: bool = False) -> None:
+    number = not isinstance(value, bool) and isinstance(value, numbers.Real) and _is_finite(value)
+    above = number and (value > low if low_open else value >= low)
+    below = number and (value < high if high_open else value <= high)
+    if not (above and below):
+        interval = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+        alternative = " or None" if none_allowed else ""
+        raise ConfigError(f"EditConfig: {name} must be a finite number in {interval}{alternative}, got {_quote(value)}")
+
+
+def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ConfigError(f"EditConfig: {name} must be one of {', '.join(choices)}, got {_quote(value)}")
 
 
 @dataclass(frozen=True)
@@ -28,7 +90,7 @@ class EditConfig:
     # --- DDIM inversion and sampling
     num_steps: int = 50  # DDIM steps of the full schedule (paper, as DragDiffusion)
     strength: float = 0.75  # share of the schedule inverted: round(50 * 0.75) = 38 -> start at t = 38 (paper)
-    guidance_scale: float = 1.0  # no classifier-free guidance, which breaks DDIM inversion (DragDiffusion)
+    # There is no guidance_scale: classifier-free guidance breaks DDIM inversion (DragDiffusion), so none is applied.
 
     # --- Latent Region Optimisation solved by PBSI
     pbsi_timesteps: int = 5  # timesteps optimised, T = 38 down to T' = 33 (paper)
@@ -84,28 +146,46 @@ class EditConfig:
         return dataclasses.replace(self, **changes)
 
     def __post_init__(self) -> None:
-        checks = [
-            (self.num_steps >= 1, "num_steps must be at least 1"),
-            (0.0 < self.strength <= 1.0, "strength must be in (0, 1]"),
-            (self.pbsi_timesteps >= 0, "pbsi_timesteps must be >= 0"),
-            (self.pbsi_timesteps <= round(self.num_steps * self.strength), "pbsi_timesteps exceeds the inverted steps"),
-            (self.iterations >= 1, "iterations must be at least 1"),
-            (self.learning_rate > 0, "learning_rate must be positive"),
-            (self.eta_span in ("all", "per_timestep"), "eta_span must be 'all' or 'per_timestep'"),
-            (len(self.feature_blocks) > 0, "feature_blocks must name at least one block"),
-            (self.feature_scale is None or 0 < self.feature_scale <= 1, "feature_scale must be in (0, 1] or None"),
-            (self.start in STARTS, f"start must be one of {', '.join(STARTS)}"),
-            (self.fill in FILLS, f"fill must be one of {', '.join(FILLS)}"),
-            (self.deformation in DEFORMATIONS, f"deformation must be one of {', '.join(DEFORMATIONS)}"),
-            (self.loss_target in LOSS_TARGETS, f"loss_target must be one of {', '.join(LOSS_TARGETS)}"),
-            (0.0 <= self.early_stop < 1.0, "early_stop must be in [0, 1)"),
-            (self.mutual_attention_start_layer >= 1, "mutual_attention_start_layer is 1-based"),
-            (self.lora_rank >= 1 and self.lora_steps >= 0, "lora_rank must be >= 1 and lora_steps >= 0"),
-            (self.auto_editable_radius is None or self.auto_editable_radius >= 0, "auto_editable_radius must be >= 0"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise ConfigError(f"EditConfig: {message}")
+        # 1. Each setting alone: its type, finite, in range. First, because what follows derives from these
+        # numbers (inversion_steps rounds num_steps * strength, which fails on NaN and infinity).
+        _check_integer("num_steps", self.num_steps, 1, MAX_NUM_STEPS)
+        _check_real("strength", self.strength, 0.0, 1.0, low_open=True)
+        _check_integer("pbsi_timesteps", self.pbsi_timesteps, 0, MAX_NUM_STEPS)
+        _check_integer("iterations", self.iterations, 1, MAX_ITERATIONS)
+        _check_real("learning_rate", self.learning_rate, 0.0, MAX_LEARNING_RATE, low_open=True)
+        _check_real("lambda_editable", self.lambda_editable, 0.0, MAX_LOSS_WEIGHT)
+        _check_choice("eta_span", self.eta_span, ETA_SPANS)
+        if (not isinstance(self.feature_blocks, tuple) or not self.feature_blocks
+                or not all(isinstance(block, str) and block for block in self.feature_blocks)):
+            raise ConfigError(f"EditConfig: feature_blocks must be a tuple of one or more block names like "
+                              f"'up_blocks.1', got {_quote(self.feature_blocks)}")
+        if self.feature_scale is not None:
+            _check_real("feature_scale", self.feature_scale, 0.0, 1.0, low_open=True, none_allowed=True)
+        _check_choice("start", self.start, STARTS)
+        _check_choice("fill", self.fill, FILLS)
+        _check_choice("deformation", self.deformation, DEFORMATIONS)
+        _check_choice("loss_target", self.loss_target, LOSS_TARGETS)
+        _check_real("early_stop", self.early_stop, 0.0, 1.0, high_open=True)
+        # at most the model's number of self-attention layers: editor.check_config
+        _check_integer("mutual_attention_start_layer", self.mutual_attention_start_layer, 1, None)
+        _check_integer("mutual_attention_start_step", self.mutual_attention_start_step, 0, MAX_NUM_STEPS)
+        _check_integer("lora_rank", self.lora_rank, 1, MAX_LORA_RANK)
+        _check_integer("lora_steps", self.lora_steps, 0, MAX_LORA_STEPS)
+        _check_real("lora_learning_rate", self.lora_learning_rate, 0.0, MAX_LEARNING_RATE, low_open=True)
+        if self.auto_editable_radius is not None:
+            _check_integer("auto_editable_radius", self.auto_editable_radius, 0, MAX_EDITABLE_RADIUS,
+                           none_allowed=True)
+        for name in ("hard_mask", "progressive", "mutual_attention", "lora", "paste_outside_editable"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"EditConfig: {name} must be true or false, got {_quote(getattr(self, name))}")
+
+        # 2. Settings together.
+        if self.inversion_steps < 1:
+            raise ConfigError(f"EditConfig: strength {self.strength} of {self.num_steps} steps inverts no step; "
+                              "raise strength or num_steps")
+        if self.pbsi_timesteps > self.inversion_steps:
+            raise ConfigError(f"EditConfig: pbsi_timesteps ({self.pbsi_timesteps}) exceeds the inverted steps "
+                              f"(round(num_steps x strength) = {self.inversion_steps})")
 
     def feature_size(self, image_size: tuple[int, int]) -> tuple[int, int] | None:
         """(height, width) of the feature maps F for an image of ``image_size`` (height, width); None: native."""
@@ -166,14 +246,87 @@ def preset(backbone_name: str, name: str = "default") -> EditConfig:
         raise ConfigError(f"no preset for backbone {backbone_name!r}; known: {', '.join(PRESETS)}") from None
 
 
+def check_seed(seed: Any) -> int:
+    """The seed of an edit as an int; a ConfigError unless it is an integer in [0, 2**63)."""
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= seed < SEED_LIMIT:
+        raise ConfigError(f"seed: must be an integer in [0, 2**63), got {_quote(seed)}")
+    return int(seed)
+
+
+def max_num_steps(scheduler_config: Mapping[str, Any]) -> int:
+    """The most DDIM steps a model's scheduler can take: each timestep must be below its training timesteps.
+
+    diffusers refuses more steps than training timesteps, but with ``steps_offset`` (1 in SD 1.x/2.x) and
+    "leading" spacing the schedule of exactly that many steps reaches timestep 1000 of 1000 and fails with an
+    IndexError mid-edit; so the bound is computed from the schedule's largest timestep, as DDIMScheduler does."""
+    train_steps = scheduler_config.get("num_train_timesteps", 1000)
+    offset = scheduler_config.get("steps_offset", 0)
+    if scheduler_config.get("timestep_spacing", "leading") != "leading":
+        return train_steps
+    return max((n for n in range(1, train_steps + 1) if (n - 1) * (train_steps // n) + offset < train_steps),
+               default=0)
+
+
+def check_num_steps(config: EditConfig, scheduler_config: Mapping[str, Any]) -> None:
+    """num_steps within what the model's scheduler can take (see ``max_num_steps``)."""
+    limit = max_num_steps(scheduler_config)
+    if config.num_steps > limit:
+        raise ConfigError(f"num_steps: {config.num_steps} is more than this model's scheduler can take ({limit}: "
+                          f"{scheduler_config.get('num_train_timesteps')} training timesteps)")
+
+
+def read_model_config(path: Path) -> dict[str, Any]:
+    """A model folder's JSON config (``unet/config.json``, ...) as a dict, read without loading any weights.
+
+    OSError: missing, or not a regular file (a FIFO would block the read forever); ValueError, with a one-line
+    message: too large, not UTF-8 JSON, or not a JSON object (``[]`` would reach diffusers, which then reads a
+    string config as a hub id and goes online)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"'{path}' is not a file")
+    if path.stat().st_size > MAX_MODEL_CONFIG_BYTES:
+        raise ValueError(f"'{path}' is larger than {MAX_MODEL_CONFIG_BYTES} bytes; not a model config")
+    try:
+        document = json.loads(path.read_bytes().decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        raise ValueError(f"'{path}' is not valid JSON") from None
+    if not isinstance(document, dict):
+        raise ValueError(f"'{path}' must hold a JSON object, got {type(document).__name__}")
+    return document
+
+
+def local_model_folder(model: str) -> Path | None:
+    """The folder a ``--model`` value names: the bundled model's, or a local folder; None for a hub id."""
+    if model == "bundled":
+        return BUNDLED_DIR
+    folder = Path(model).expanduser()
+    return folder if folder.is_dir() else None
+
+
 def preset_name_for_model(model: str) -> str:
-    """The preset a ``--model`` value will use, decided without loading anything (so settings fail fast)."""
+    """The preset a ``--model`` value will use, decided without loading anything (so settings fail fast).
+
+    A folder whose config cannot be read gets the Stable Diffusion preset here; loading it then reports why."""
     if model == "bundled":
         return "bundled"
-    config = Path(model).expanduser() / "unet" / "config.json"
+    folder = local_model_folder(model)
     try:
-        if json.loads(config.read_text()).get("_class_name") == "UNet2DModel":
-            return "bundled"
+        unet_class = read_model_config(folder / "unet" / "config.json").get("_class_name") if folder else None
     except (OSError, ValueError):
-        pass
-    return "stable-diffusion"
+        unet_class = None
+    return "bundled" if unet_class == "UNet2DModel" else "stable-diffusion"
+
+
+def model_scheduler_config(model: str) -> dict[str, Any] | None:
+    """The scheduler config of a local ``--model`` folder, read without loading anything; None when unknown
+    (a hub id, or a config that loading will report as broken), in which case ``check_config`` checks later."""
+    folder = local_model_folder(model)
+    if folder is None:
+        return None
+    try:
+        config = read_model_config(folder / "scheduler" / "scheduler_config.json")
+    except (OSError, ValueError):
+        return None
+    steps, offset = config.get("num_train_timesteps", 1000), config.get("steps_offset", 0)
+    well_formed = all(isinstance(v, int) and not isinstance(v, bool) for v in (steps, offset))
+    return config if well_formed and 0 < steps <= 100_000 and offset >= 0 else None

@@ -33,7 +33,12 @@ class DemoRow:
 
 def run_demo(backbone: Backbone, output: Path, progress: Callable[[str, int, int], None] | None = None,
              examples=EXAMPLES) -> str:
-    """Edit the example scenes, write ``input + instructions | output | ground truth`` rows, return a report."""
+    """Edit the example scenes, write ``input + instructions | output | ground truth`` rows, return a report.
+
+    A missing folder of ``output`` is created right before writing, once the edits have succeeded."""
+    output = Path(output)
+    if output.suffix.lower() != ".png":  # checked before the edits, which take a while
+        raise ValueError(f"output: '{output}' must end in .png")
     editor = DragEditor(backbone)
     rows: list[DemoRow] = []
     for edit in example_edits(examples):
@@ -48,7 +53,6 @@ def run_demo(backbone: Backbone, output: Path, progress: Callable[[str, int, int
             [draw_instructions(request.image, request.operations), row.result.image, expected],
             [f"{row.edit.op_type}: input + instruction", f"output  IoU {row.scores['iou']:.2f}", "ground truth"],
         ))
-    output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     write_png_atomic(output, stack_rows(pictures))
     return format_report(rows, output)

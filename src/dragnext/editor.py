@@ -42,7 +42,7 @@ from .attention import (
     mutual_attention_processors,
     self_attention_layers,
 )
-from .config import ConfigError, EditConfig, preset
+from .config import ConfigError, EditConfig, check_num_steps, check_seed, preset
 from .instructions import DragRequest, Operation, make_operation, validate_request
 from .models.base import Backbone
 
@@ -90,6 +90,7 @@ class DragEditor:
         config = config or self.config
         validate_request(request)
         check_config(self.backbone, config)
+        seed = check_seed(seed)
         report = progress or (lambda phase, done, total: None)
         timings: dict[str, float] = {}
         passes = PassCounts()
@@ -365,6 +366,7 @@ def reconstruct(backbone: Backbone, image: np.ndarray, strength: float | None = 
 
 def check_config(backbone: Backbone, config: EditConfig) -> None:
     """Settings that depend on the model, checked before any work is done."""
+    check_num_steps(config, backbone.scheduler_config)
     modules = dict(backbone.unet.named_modules())
     for block in config.feature_blocks:
         if block not in modules:

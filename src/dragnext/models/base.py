@@ -22,6 +22,18 @@ class ModelLoadError(RuntimeError):
     """A model could not be found or loaded; the message is one line that says what to do."""
 
 
+# What diffusers and transformers raise from ``from_pretrained`` for a missing or malformed model: beyond
+# OSError/ValueError, a config.json with the wrong shapes fails inside a constructor (TypeError "object of type
+# 'int' has no len()", KeyError, AttributeError, IndexError) or when the weights do not fit (RuntimeError).
+LOAD_ERRORS = (OSError, ValueError, TypeError, KeyError, AttributeError, IndexError, RuntimeError)
+
+
+def load_error_reason(error: BaseException) -> str:
+    """The first line of a loader's error, cut short, for a one-line message."""
+    text = str(error).strip()
+    return (text.splitlines()[0] if text else type(error).__name__)[:160]
+
+
 class _StopForward(Exception):  # noqa: N818 - a control-flow signal, not an error
     """Raised from a hook to end a UNet forward once the last wanted feature has been computed."""
 

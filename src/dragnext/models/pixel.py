@@ -8,9 +8,18 @@ from typing import Any
 import numpy as np
 import torch
 
-from .base import Backbone, ModelLoadError, default_device, image_to_tensor, tensor_to_image
+from ..config import BUNDLED_DIR
+from .base import (
+    LOAD_ERRORS,
+    Backbone,
+    ModelLoadError,
+    default_device,
+    image_to_tensor,
+    load_error_reason,
+    tensor_to_image,
+)
 
-BUNDLED_DIR = Path(__file__).resolve().parent / "bundled"
+__all__ = ["BUNDLED_DIR", "PixelBackbone"]
 
 
 class PixelBackbone(Backbone):
@@ -35,9 +44,9 @@ class PixelBackbone(Backbone):
         try:
             unet = UNet2DModel.from_pretrained(folder, subfolder="unet", torch_dtype=torch.float32)
             scheduler = DDIMScheduler.from_pretrained(folder, subfolder="scheduler")
-        except (OSError, ValueError) as error:
+        except LOAD_ERRORS as error:
             raise ModelLoadError(
-                f"could not load the pixel-space model from '{folder}': {str(error).strip().splitlines()[0][:160]}"
+                f"could not load the pixel-space model from '{folder}': {load_error_reason(error)}"
             ) from error
         return cls(unet, scheduler.config, source=str(folder), **kwargs)
 

@@ -13,7 +13,16 @@ import torch
 import torch.nn.functional as F
 
 from ..files import write_atomic
-from .base import Backbone, ModelLoadError, default_device, default_dtype, image_to_tensor, tensor_to_image
+from .base import (
+    LOAD_ERRORS,
+    Backbone,
+    ModelLoadError,
+    default_device,
+    default_dtype,
+    image_to_tensor,
+    load_error_reason,
+    tensor_to_image,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -64,11 +73,10 @@ class StableDiffusionBackbone(Backbone):
             text_encoder = CLIPTextModel.from_pretrained(model, subfolder="text_encoder")
             tokenizer = CLIPTokenizer.from_pretrained(model, subfolder="tokenizer")
             scheduler = DDIMScheduler.from_pretrained(model, subfolder="scheduler")
-        except (OSError, ValueError) as error:
-            reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        except LOAD_ERRORS as error:
             raise ModelLoadError(
-                f"could not load Stable Diffusion weights '{model}' ({reason[:160]}). Download them on a connected "
-                f"machine (huggingface-cli download {model} --local-dir DIR) and pass --model DIR, "
+                f"could not load Stable Diffusion weights '{model}' ({load_error_reason(error)}). Download them on a "
+                f"connected machine (huggingface-cli download {model} --local-dir DIR) and pass --model DIR, "
                 "or use --model bundled"
             ) from error
         return cls(unet, vae, text_encoder, tokenizer, scheduler.config, source=model, **kwargs)
