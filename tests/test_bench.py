@@ -11,6 +11,7 @@ import types
 import numpy as np
 import pytest
 import torch
+from bench_doubles import broken_sample, copy_method, failing_method
 from PIL import Image
 
 from dragnext.bench.cli import add_bench_parser
@@ -22,7 +23,6 @@ from dragnext.bench.runner import RESULTS, BenchError, read_results, run_benchma
 from dragnext.bench.scoring import edit_regions, score_sample
 from dragnext.bench.suites import Sample, SuiteError, load_suite, synthetic_suite
 from dragnext.config import PAPER, STABLE_DIFFUSION
-from dragnext.editor import EditResult, PassCounts
 from dragnext.ground_truth import random_edit
 from dragnext.instructions import save_instructions
 from dragnext.metrics import image_fidelity
@@ -111,7 +111,7 @@ def test_resuming_with_other_settings_is_refused(finished_run, capsys):
     (["--suite", "/no/such/folder"], "not a folder"),
     (["--suite", "dragbench"], "needs --data"),
     (["--suite", "synthetic", "--set", "pbsi_timesteps=11", "--methods", "dragnext", "--fast"],
-     "pbsi_timesteps exceeds"),
+     "pbsi_timesteps (11) exceeds"),
 ])
 def test_bad_input_is_a_one_line_error_with_status_2(tmp_path, capsys, argv, message):
     assert bench(*argv, "--out", str(tmp_path / "out"), "--quiet") == 2
@@ -120,19 +120,6 @@ def test_bad_input_is_a_one_line_error_with_status_2(tmp_path, capsys, argv, mes
 
 
 # ------------------------------------------------------------------------------------------ runner, no model
-
-
-def copy_method(backbone, request, config, *, seed=0, progress=None) -> EditResult:
-    """A 'method' that returns the input: the runner's bookkeeping without a model."""
-    return EditResult(image=request.image.copy(), config=config, timings={"edit": 0.0}, passes=PassCounts(forward=1))
-
-
-def failing_method(backbone, request, config, *, seed=0, progress=None) -> EditResult:
-    raise RuntimeError("injected\nfailure")
-
-
-def broken_sample() -> tuple:
-    raise FileNotFoundError("image.png is missing")
 
 
 def test_a_failing_sample_is_recorded_and_the_run_goes_on(tmp_path):

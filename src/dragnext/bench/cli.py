@@ -1,8 +1,7 @@
 """``dragnext bench``: run methods over a suite and write results.csv, summary.json, report.md and image grids.
 
-Registered by the main CLI through :func:`add_bench_parser`. Exit status: 0 when the run finished (failed samples
-are recorded in results.csv and listed in the report), 1 when every edit of the run failed or the model cannot be
-loaded, 2 for bad input (unknown suite or method, settings that cannot work, a folder holding another run).
+Registered by the main CLI through :func:`add_bench_parser`. Failed pairs are rows of results.csv, listed in
+failed.csv and the report; the exit status (:data:`BENCH_EXIT_STATUS`) says whether there are any.
 """
 
 from __future__ import annotations
@@ -17,16 +16,30 @@ from ..config import PAPER, ConfigError, EditConfig, preset
 from .methods import FAST_SETTINGS, MAIN, MethodError, resolve_methods
 
 DEFAULT_METHODS = ",".join(MAIN)
+EXIT_SOME_FAILED = 3  # bench and convert: some samples failed, the others are done; the failures are in failed.csv
+EXIT_INTERRUPTED = 130  # what dragnext.cli.main returns on Ctrl-C (128 + SIGINT, as shells report it)
+
+BENCH_EXIT_STATUS = f"""exit status:
+  0    every (sample, method) pair in OUT/results.csv succeeded
+  {EXIT_SOME_FAILED}    some pairs failed (a sample that cannot be loaded or converted, or an edit that raised); the run
+       went on, and each is a row of results.csv, a line of OUT/failed.csv (sample, method, reason) and of
+       report.md; --retry-failed runs them again
+  {EXIT_FAILURE}    every edit of this run failed, or the model cannot be loaded
+  {EXIT_BAD_INPUT}    bad input: unknown suite or method, settings that cannot work, a folder holding another run
+  {EXIT_INTERRUPTED}  interrupted (Ctrl-C): every finished pair is kept in results.csv and failed.csv; run the same
+       command again to resume"""
 
 
 def add_bench_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register ``bench`` on an argparse subparsers object; ``args.run(args)`` returns the exit status."""
     parser = subparsers.add_parser(
         "bench", help="compare drag methods on a suite; writes results.csv, summary.json, report.md",
-        description="Run each method on each sample of a suite with one model, resuming where an earlier run into "
-        "the same --out stopped, and write OUT/results.csv (one row per sample x method), OUT/summary.json, "
-        "OUT/report.md and an image grid per operation type. With --cost-only, time our recipe against "
-        "DragDiffusion's on a randomly initialised SD-1.5-sized UNet instead.",
+        description="Run each method on each sample of a suite with one model, resuming where an earlier run into\n"
+        "the same --out stopped, and write OUT/results.csv (one row per sample x method), OUT/failed.csv,\n"
+        "OUT/summary.json, OUT/report.md and an image grid per operation type. A sample or edit that fails is\n"
+        "recorded and the run goes on. With --cost-only, time our recipe against DragDiffusion's on a randomly\n"
+        "initialised SD-1.5-sized UNet instead.",
+        epilog=BENCH_EXIT_STATUS, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--suite", help="synthetic, dragbench, drag100 (with --data), or a folder of instruction files")
     parser.add_argument("--methods", default=DEFAULT_METHODS,
@@ -118,7 +131,7 @@ def _bench(args) -> int:
     from ..perceptual import load_distance
     from .convert import ConversionError
     from .report import write_report
-    from .runner import BenchError, PeakMemory, RunStats, record_run, run_benchmark
+    from .runner import FAILED, RESULTS, BenchError, PeakMemory, RunStats, read_results, record_run, run_benchmark
     from .suites import SuiteError, load_suite
 
     # 1. everything the user typed, before the model is loaded
@@ -141,6 +154,8 @@ def _bench(args) -> int:
         samples, description = load_suite(args.suite, per_type=args.per_type, data=args.data, out_dir=out)
     except (SuiteError, ConversionError) as error:
         raise CliError(str(error), EXIT_BAD_INPUT) from None
+    except OSError as error:  # writing the converted samples of --suite dragbench/drag100
+        raise CliError(f"cannot write {error.filename or out}: {error.strerror or error}") from None
     if args.limit is not None:
         if args.limit < 1:
             raise CliError("--limit must be at least 1", EXIT_BAD_INPUT)
@@ -179,6 +194,13 @@ def _bench(args) -> int:
         raise CliError(str(error), EXIT_BAD_INPUT) from None
     except OSError as error:
         raise CliError(f"cannot write {error.filename or out}: {error.strerror or error}") from None
-    print(f"{stats.edits} edits ({stats.failed} failed), {stats.skipped} already done; wrote {report} "
-          f"(IF metrics with {distance.name})")
-    return EXIT_FAILURE if stats.edits and stats.failed == stats.edits else 0
+    except KeyboardInterrupt:  # run_benchmark has flushed every finished row and written failed.csv
+        print(f"dragnext: interrupted; the finished pairs are kept in {out / RESULTS}, run the same command again "
+              "to resume", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    failed_pairs = sum(row["status"] == "error" for row in read_results(out / RESULTS))
+    print(f"{stats.edits} edits ({stats.failed} failed), {stats.skipped} already done; {failed_pairs} failed "
+          f"pairs in all, listed in {out / FAILED}; wrote {report} (IF metrics with {distance.name})")
+    if stats.edits and stats.failed == stats.edits:
+        return EXIT_FAILURE
+    return EXIT_SOME_FAILED if failed_pairs else 0

@@ -11,31 +11,43 @@ Choices made here:
 
 - Every (handle, target) pair becomes a ``translate`` operation, in the order of the source.
 - Its region is a disc of radius ``R`` around the handle (pixels whose centre lies within ``R``), intersected
-  with the editable mask when that leaves it non-empty (otherwise the whole disc is kept; the sidecar records
-  which). ``R`` defaults to ``max(8, round(0.04 * min(H, W)))``: 20 px on the 512-px-wide benchmark images,
-  about the size of the feature patches point-based methods supervise; ``radius=`` / ``--radius`` overrides.
-- A sample that cannot be converted (unreadable file, odd number of points, a point off the image, handle
-  equal to target, mask and image of different sizes, ...) is skipped and reported with a one-line reason in
-  :attr:`ConversionReport.skipped`, never dropped silently and never half-converted. Points on the image
-  border are fine.
+  with the editable mask (the sidecar records ``intersected_with_editable``, false only for a sample without a
+  mask). A disc entirely outside the editable mask fails the sample: nothing in it may change, so the editor
+  refuses such a region. ``R`` defaults to ``max(8, round(0.04 * min(H, W)))``: 20 px on the 512-px-wide
+  benchmark images, about the size of the feature patches point-based methods supervise; ``radius=`` /
+  ``--radius`` overrides.
+- A sample that cannot be converted (unreadable or hostile file, odd number of points, a point off the image,
+  handle equal to target, mask and image of different sizes, ...) fails alone: it is recorded with a one-line
+  reason in :attr:`ConversionReport.failed` and in ``<out>/<dataset>/failed.csv`` (``sample,reason``), and the
+  conversion goes on with the next sample. Points on the image border are fine.
+- Source files are read through :mod:`dragnext.limits`, like every other input: only regular files are opened
+  (a FIFO named ``meta_data.pkl`` would block forever, a device could act), files are read up to a size limit,
+  and an image's size is checked from its header before it is decoded.
 - ``meta_data.pkl`` is a pickle, so it is read with a restricted unpickler that admits only the handful of
   numpy globals an ``ndarray`` needs (:data:`ALLOWED_GLOBALS`) and refuses everything else before anything is
   called; the loaded object is then type-checked.
-- Re-converting into the same folder leaves no stale files of an earlier conversion: where a
-  ``conversion.json`` shows that a folder was written by this module, leftover ``region_<i>.png`` files are
-  removed, and the folder of a sample that is now skipped is emptied of its converted files.
+- A sample folder is written whole or not at all: into a hidden staging folder beside it
+  (``.<sample>.<random>.partial``), renamed into place once complete. Re-converting replaces a folder this
+  module wrote (recognised by its ``conversion.json``) and removes the converted files of a sample that now
+  fails; a folder holding anything else is left alone and the sample fails with a reason.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import csv
 import importlib
 import io
 import json
+import logging
 import math
 import os
 import pickle
 import re
+import reprlib
+import secrets
+import shutil
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -44,10 +56,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
 
+from ..cli import EXIT_BAD_INPUT, EXIT_FAILURE
 from ..files import write_text_atomic
 from ..instructions import DragRequest, InstructionError, make_operation, save_instructions, validate_request
+from ..limits import DEFAULT_LIMITS, read_image, read_limited_bytes
+from .cli import EXIT_INTERRUPTED, EXIT_SOME_FAILED
+
+logger = logging.getLogger(__name__)
 
 DATASETS = ("dragbench", "drag100")
 MARKER_FILES = {"dragbench": "meta_data.pkl", "drag100": "points.json"}
@@ -58,6 +74,10 @@ DEFAULT_RADIUS_FRACTION = 0.04
 DEFAULT_RADIUS_RULE = "max(8, round(0.04 * min(H, W)))"
 NOTE = "point-based benchmark: each handle point became a translate of a disc around it"
 SIDECAR_NAME = "conversion.json"
+# A DragBench pickle is an 8-bit mask plus a prompt and a few points (~0.4 MB at 512 x 768): allow a mask at the
+# pixel limit of any image we read, and 1 MiB for the rest.
+MAX_PICKLE_BYTES = DEFAULT_LIMITS.max_pixels + 2**20
+FAILED_NAME = "failed.csv"  # in <out>/<dataset>/: one row (sample, reason) per sample that failed
 
 # What a pickled ndarray references, in numpy 1.x and 2.x spelling: `_reconstruct`, `ndarray` and `dtype` are all
 # the DragBench files use (protocol 4); `_frombuffer` is what the same array needs when saved with protocol 5
@@ -83,22 +103,47 @@ class UnsafePickleError(ConversionError):
 @dataclass
 class ConversionReport:
     converted: list[Path] = field(default_factory=list)  # the instructions.json written, one per sample
-    skipped: list[tuple[str, str]] = field(default_factory=list)  # (sample, one-line reason)
+    failed: list[tuple[str, str]] = field(default_factory=list)  # (sample, one-line reason)
     dataset: str = ""
     out: Path | None = None  # <out>/<dataset>
     radius: float | None = None  # as given; None = the default rule
 
+    @property
+    def failed_csv(self) -> Path | None:
+        return None if self.out is None else self.out / FAILED_NAME
+
     def summary(self) -> str:
-        total = len(self.converted) + len(self.skipped)
+        total = len(self.converted) + len(self.failed)
         title = DATASET_TITLES.get(self.dataset, self.dataset)
         radius = DEFAULT_RADIUS_RULE if self.radius is None else _json_number(self.radius)
         text = (
             f"{title}: converted {len(self.converted)} of {total} samples into {self.out} "
             f"(translate of a disc around each handle, radius {radius} px)"
         )
-        if self.skipped:
-            text += f"; skipped {len(self.skipped)}: {', '.join(name for name, _ in self.skipped)}"
+        if self.failed:
+            text += f"; {len(self.failed)} failed, listed in {self.failed_csv}"
         return text
+
+
+# --------------------------------------------------------------------------------------------------------
+# Reading source files safely
+
+
+class _ShortRepr(reprlib.Repr):
+    """``reprlib`` bounds nesting and length, but would still turn a huge integer into all its digits first
+    (or fail past Python's 4300-digit limit); a hostile file's value is described, not printed."""
+
+    def __init__(self):
+        super().__init__()
+        self.maxlevel, self.maxlist, self.maxstring, self.maxother = 3, 4, 30, 30
+
+    def repr_int(self, value: int, level: int) -> str:
+        if value.bit_length() > 64:
+            return f"<integer of about {int(value.bit_length() * math.log10(2)) + 1} digits>"
+        return repr(value)
+
+
+_describe = _ShortRepr().repr
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -156,15 +201,14 @@ def load_dragbench_meta(path: str | os.PathLike[str]) -> dict[str, Any]:
 
     Only :data:`ALLOWED_GLOBALS` may be referenced (anything else raises :class:`UnsafePickleError` before it
     is called); any other problem, from a truncated file to a missing key, raises :class:`ConversionError`
-    naming the file. Returns a new dict with exactly those keys: ``points`` as a list of ``[x, y]`` numbers,
-    ``mask`` as the stored 2-D array (nonzero = editable). Extra keys in the file are ignored.
+    naming the file, and a file that is not a regular one or is larger than :data:`MAX_PICKLE_BYTES` raises
+    :class:`~dragnext.instructions.InstructionError` without being read. Returns a new dict with exactly those
+    keys: ``points`` as a list of ``[x, y]`` numbers, ``mask`` as the stored 2-D array (nonzero = editable).
+    Extra keys in the file are ignored.
     """
     path = Path(path)
     source = str(path)
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise ConversionError(f"{source}: cannot read: {exc.strerror or exc}") from None
+    data = read_limited_bytes(path, "", MAX_PICKLE_BYTES, name=source)  # regular files only: a FIFO would block
     try:
         meta = _RestrictedUnpickler(io.BytesIO(data), source).load()
     except UnsafePickleError:
@@ -191,7 +235,7 @@ def load_dragbench_meta(path: str | os.PathLike[str]) -> dict[str, Any]:
         if isinstance(point, np.ndarray) and point.dtype.kind in "iuf":
             point = point.tolist()
         if not isinstance(point, (list, tuple)) or len(point) != 2 or not all(_is_number(v) for v in point):
-            raise ConversionError(f"{source}: points[{index}] must be [x, y] with two numbers, got {point!r:.60}")
+            raise ConversionError(f"{source}: points[{index}] must be [x, y] with two numbers, got {_describe(point)}")
         checked.append([point[0], point[1]])
     mask = meta["mask"]
     if not isinstance(mask, np.ndarray) or mask.ndim != 2 or mask.dtype.kind not in "biuf":
@@ -265,8 +309,11 @@ def _pairs(points: Sequence[Sequence[Any]], width: int, height: int) -> list[tup
         role = "handle" if index % 2 == 0 else "target"
         where = f"points[{index}] ({role} of pair {index // 2})"
         if not isinstance(point, (list, tuple)) or len(point) != 2 or not all(_is_number(v) for v in point):
-            raise ConversionError(f"{where}: expected [x, y] with two numbers, got {point!r:.60}")
-        x, y = float(point[0]), float(point[1])
+            raise ConversionError(f"{where}: expected [x, y] with two numbers, got {_describe(point)}")
+        try:
+            x, y = float(point[0]), float(point[1])
+        except OverflowError:  # an integer beyond the float range (a 400-digit one, say)
+            raise ConversionError(f"{where}: coordinates must be finite numbers, got {_describe(point)}") from None
         if not (math.isfinite(x) and math.isfinite(y)):
             raise ConversionError(f"{where}: coordinates must be finite numbers, got {_format_point((x, y))}")
         if not (0 <= x <= width - 1 and 0 <= y <= height - 1):
@@ -291,16 +338,22 @@ def _build_request(
         raise ConversionError(
             f"mask: mask is {editable.shape[1]}x{editable.shape[0]} but the image is {width}x{height}"
         )
+    if editable is not None and not editable.any():
+        raise ConversionError("mask: the editable mask is empty, so nothing may change")
     pairs = _pairs(points, width, height)
     used_radius = default_radius(height, width) if radius is None else radius
     ys, xs = np.ogrid[:height, :width]
     operations, clipped = [], []
-    for handle, target in pairs:
+    for index, (handle, target) in enumerate(pairs):
         region = (xs - handle[0]) ** 2 + (ys - handle[1]) ** 2 <= used_radius**2
-        inside = editable is not None and bool((region & editable).any())
-        if inside:
+        if editable is not None:
             region = region & editable
-        clipped.append(inside)
+            if not region.any():
+                raise ConversionError(
+                    f"points[{2 * index}] (handle of pair {index}): the {_json_number(used_radius)} px disc around "
+                    f"{_format_point(handle)} lies entirely outside the editable mask, so nothing in it may change"
+                )
+        clipped.append(editable is not None)
         operations.append(make_operation("translate", region, handle, target))
     request = validate_request(
         DragRequest(image=image, operations=tuple(operations), editable_mask=editable, prompt=prompt)
@@ -314,56 +367,139 @@ def _build_request(
     return request, record
 
 
-def _read_image(path: Path, mode: str) -> np.ndarray:
-    if not path.is_file():
-        raise ConversionError(f"{path.name}: missing (looked for {path})")
-    try:
-        with Image.open(path) as opened:
-            opened.load()
-            return np.asarray(opened.convert(mode))
-    except UnidentifiedImageError:
-        raise ConversionError(f"{path.name}: not an image file") from None
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
-        raise ConversionError(f"{path.name}: cannot read: {' '.join(str(exc).split())}") from None
-
-
 def _read_dragbench(folder: Path) -> tuple[np.ndarray, np.ndarray, list[Any], str]:
     meta = load_dragbench_meta(folder / MARKER_FILES["dragbench"])
-    image = _read_image(folder / "original_image.png", "RGB")
+    image = read_image(folder / "original_image.png", "image", "RGB", name="original_image.png")
     return image, meta["mask"] != 0, meta["points"], meta["prompt"]
 
 
 def _read_drag100(folder: Path) -> tuple[np.ndarray, np.ndarray, list[Any], str]:
     points_path = folder / MARKER_FILES["drag100"]
+    data = read_limited_bytes(points_path, "points", DEFAULT_LIMITS.max_json_bytes, name=points_path.name)
     try:
-        raw = json.loads(points_path.read_text(encoding="utf-8-sig"))
-    except OSError as exc:
-        raise ConversionError(f"{points_path.name}: cannot read: {exc.strerror or exc}") from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raw = json.loads(data.decode("utf-8-sig"))
+    except RecursionError:
+        raise ConversionError(f"{points_path.name}: not valid JSON: nested too deeply") from None
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, an integer past Python's digit limit
         raise ConversionError(f"{points_path.name}: not valid JSON: {' '.join(str(exc).split())}") from None
     if not isinstance(raw, dict) or not isinstance(raw.get("points"), list):
         raise ConversionError(f'{points_path.name}: expected {{"points": [[x, y], ...]}}')
-    image = _read_image(folder / "original.jpg", "RGB")
-    mask = _read_image(folder / "mask.png", "L") > 127
+    image = read_image(folder / "original.jpg", "image", "RGB", name="original.jpg")
+    mask = read_image(folder / "mask.png", "mask", "L", name="mask.png") > 127
     return image, mask, raw["points"], ""
 
 
 _READERS = {"dragbench": _read_dragbench, "drag100": _read_drag100}
-_REGION_FILE = re.compile(r"region_(\d+)\.png")
-_CONVERTED_FILES = ("instructions.json", "image.png", "editable.png")
+# What a conversion writes into a sample folder; instructions.json first and the sidecar last, the order in which
+# a failing sample's old files are removed (an interrupted removal then leaves no loadable sample behind, and
+# what is left is still recognised as ours).
+_CONVERTED_FILES = ("instructions.json", "image.png", "editable.png", SIDECAR_NAME)
+_REGION_FILE = re.compile(r"region_\d+\.png")
+_REASON_LIMIT = 300  # characters of an unforeseen exception's message kept in a reason
 
 
-def _remove_stale(folder: Path, operations: int) -> None:
-    """Remove what an earlier conversion (recognised by its sidecar) left that this one does not rewrite."""
-    if not (folder / SIDECAR_NAME).is_file():
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _is_converted_file(name: str) -> bool:
+    return name in _CONVERTED_FILES or _REGION_FILE.fullmatch(name) is not None
+
+
+def _read_sample(dataset: str, folder: Path, radius: float | None) -> tuple[DragRequest, dict[str, Any], list[Any]]:
+    """The request of one sample, its sidecar ``region`` record and its points; any failure as one line."""
+    try:
+        image, editable, points, prompt = _READERS[dataset](folder)
+        request, region = _build_request(image, editable, points, prompt, radius)
+    except InstructionError:  # ConversionError included: already one line naming the file
+        raise
+    except Exception as error:  # a hostile file may raise what no check foresaw; it fails its own sample only
+        logger.debug("unexpected error converting %s", folder, exc_info=True)
+        message = _one_line(str(error))
+        if len(message) > _REASON_LIMIT:
+            message = message[: _REASON_LIMIT - 1] + "…"
+        raise ConversionError(f"unexpected {type(error).__name__}: {message}") from None
+    return request, region, points
+
+
+def _check_destination(destination: Path, target_root: Path) -> None:
+    """Refuse a destination that a conversion must not replace: a file, or a folder holding files that this
+    module did not write (a folder it wrote holds ``conversion.json`` and only the names it writes)."""
+    if destination == target_root / FAILED_NAME:
+        raise ConversionError(f"{destination}: the name {FAILED_NAME} is kept for the list of failed samples")
+    for folder in reversed(destination.relative_to(target_root).parents[:-1]):  # the folders in between
+        if (target_root / folder).exists() and not (target_root / folder).is_dir():
+            raise ConversionError(f"{target_root / folder}: exists and is not a folder; not replaced")
+    if not os.path.lexists(destination):
         return
-    for entry in folder.iterdir():
-        match = _REGION_FILE.fullmatch(entry.name)
-        if match and int(match.group(1)) >= operations:
-            entry.unlink(missing_ok=True)
-    if operations == 0:  # the sample is skipped now: its old conversion must not be mistaken for a current one
-        for name in (*_CONVERTED_FILES, SIDECAR_NAME):
-            (folder / name).unlink(missing_ok=True)
+    if destination.is_symlink() or not destination.is_dir():
+        raise ConversionError(f"{destination}: exists and is not a folder; not replaced")
+    names = sorted(entry.name for entry in destination.iterdir())
+    foreign = [name for name in names if not _is_converted_file(name)]
+    if foreign or (names and SIDECAR_NAME not in names):
+        listed = ", ".join((foreign or names)[:3]) + (", ..." if len(foreign or names) > 3 else "")
+        raise ConversionError(f"{destination}: holds files this converter did not write ({listed}); not replaced")
+
+
+def _write_sample(destination: Path, request: DragRequest, sidecar: dict[str, Any]) -> Path:
+    """Write the sample into a hidden staging folder beside ``destination``, then rename it into place, so that
+    ``destination`` holds either the earlier conversion or the complete new one, never a mix or a part."""
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    token = secrets.token_hex(8)
+    staging = destination.parent / f".{destination.name}.{token}.partial"
+    staging.mkdir()
+    try:
+        save_instructions(request, staging / "instructions.json")
+        write_text_atomic(staging / SIDECAR_NAME, json.dumps(sidecar, indent=2) + "\n")
+        if os.path.lexists(destination):  # an earlier conversion (checked by _check_destination): set it aside
+            retired = destination.parent / f".{destination.name}.{token}.old"
+            os.rename(destination, retired)
+            try:
+                os.rename(staging, destination)
+            except BaseException:
+                os.rename(retired, destination)
+                raise
+            shutil.rmtree(retired, ignore_errors=True)
+        else:
+            os.rename(staging, destination)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return destination / "instructions.json"
+
+
+def _withdraw(destination: Path) -> None:
+    """Remove an earlier conversion of a sample that fails now, so that it is not taken for a current one.
+
+    Only from a folder this module wrote (it holds ``conversion.json``), and only the files it writes; the folder
+    itself goes when nothing else is left in it.
+    """
+    if not (destination / SIDECAR_NAME).is_file():
+        return
+    regions = [entry for entry in destination.iterdir() if _REGION_FILE.fullmatch(entry.name)]
+    for path in [destination / _CONVERTED_FILES[0], *regions, *(destination / n for n in _CONVERTED_FILES[1:])]:
+        path.unlink(missing_ok=True)
+    with contextlib.suppress(OSError):  # not empty: it holds someone else's files, which stay
+        destination.rmdir()
+
+
+def _write_failed_csv(report: ConversionReport) -> None:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(("sample", "reason"))
+    writer.writerows(report.failed)
+    write_text_atomic(report.failed_csv, buffer.getvalue())
+
+
+def _prepare_output(target_root: Path) -> None:
+    if target_root.exists() and not target_root.is_dir():
+        raise ConversionError(f"{target_root}: exists and is not a folder")
+    try:
+        target_root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConversionError(f"{target_root}: cannot create the output folder: {exc.strerror or exc}") from None
+    if not os.access(target_root, os.W_OK | os.X_OK):
+        raise ConversionError(f"{target_root}: the output folder is not writable")
 
 
 def _convert(dataset: str, root: str | os.PathLike[str], out: str | os.PathLike[str], radius: Any) -> ConversionReport:
@@ -374,32 +510,33 @@ def _convert(dataset: str, root: str | os.PathLike[str], out: str | os.PathLike[
     if not samples:
         raise ConversionError(f"{root}: no {DATASET_TITLES[dataset]} samples (folders with {marker}) found")
     target_root = Path(out) / dataset
-    if target_root.exists() and not target_root.is_dir():
-        raise ConversionError(f"{target_root}: exists and is not a folder")
+    _prepare_output(target_root)
     report = ConversionReport(dataset=dataset, out=target_root, radius=radius)
-    for folder in samples:
-        name = _sample_name(folder, root)
-        destination = target_root / name
-        try:
-            image, editable, points, prompt = _READERS[dataset](folder)
-            request, region = _build_request(image, editable, points, prompt, radius)
-        except InstructionError as error:  # ConversionError included
-            report.skipped.append((name, str(error)))
-            if destination.is_dir():
-                _remove_stale(destination, 0)
-            continue
-        destination.mkdir(parents=True, exist_ok=True)
-        _remove_stale(destination, len(request.operations))
-        json_path = save_instructions(request, destination / "instructions.json")
-        sidecar = {
-            "source": os.path.abspath(folder),
-            "dataset": dataset,
-            "points": [[_json_number(v) for v in point] for point in points],
-            "region": region,
-            "note": NOTE,
-        }
-        write_text_atomic(destination / SIDECAR_NAME, json.dumps(sidecar, indent=2) + "\n")
-        report.converted.append(json_path)
+    try:
+        for folder in samples:
+            name = _sample_name(folder, root)
+            destination = target_root / name
+            try:
+                request, region, points = _read_sample(dataset, folder, radius)
+            except InstructionError as error:
+                report.failed.append((name, _one_line(str(error))))
+                _withdraw(destination)
+                continue
+            try:
+                _check_destination(destination, target_root)
+            except ConversionError as error:
+                report.failed.append((name, str(error)))
+                continue
+            sidecar = {
+                "source": os.path.abspath(folder),
+                "dataset": dataset,
+                "points": [[_json_number(v) for v in point] for point in points],
+                "region": region,
+                "note": NOTE,
+            }
+            report.converted.append(_write_sample(destination, request, sidecar))
+    finally:  # also when interrupted or when writing fails: the list then covers the samples looked at
+        _write_failed_csv(report)
     return report
 
 
@@ -430,24 +567,38 @@ def convert(
 # Command line
 
 
-def command_convert(args: argparse.Namespace) -> int:
-    """``dragnext convert``: skipped samples go to stderr, one per line, then a one-line summary to stdout.
+CONVERT_EXIT_STATUS = f"""exit status:
+  0    every sample was converted
+  {EXIT_SOME_FAILED}    some samples failed, the others were converted; the failed ones are listed, one line each,
+       on stderr and in OUT/<dataset>/{FAILED_NAME} (sample, reason)
+  {EXIT_BAD_INPUT}    the input is unusable: no samples, a bad option, an output folder that cannot be written,
+       or every sample failed
+  {EXIT_FAILURE}    writing a converted sample failed (disk full, ...); the samples written before stay whole
+  {EXIT_INTERRUPTED}  interrupted (Ctrl-C); the samples written before stay whole, no partial folder is left"""
 
-    Exit status: 0 when at least one sample was converted, 2 for bad input (no samples, bad radius, every
-    sample skipped), 1 when writing the output fails.
-    """
+
+def _printable(name: str) -> str:
+    """A sample name on one terminal line, even if its folder name holds a newline or control characters."""
+    return name if name.isprintable() else ascii(name)
+
+
+def command_convert(args: argparse.Namespace) -> int:
+    """``dragnext convert``: each failed sample on a line of stderr, then a one-line summary with the counts on
+    stdout; the exit status is described by :data:`CONVERT_EXIT_STATUS`."""
     try:
         report = convert(args.dataset, args.root, args.out, args.radius)
     except InstructionError as error:
         print(f"dragnext: error: {error}", file=sys.stderr)
-        return 2
+        return EXIT_BAD_INPUT
     except OSError as error:
         print(f"dragnext: error: cannot write {error.filename or args.out}: {error.strerror or error}", file=sys.stderr)
-        return 1
-    for name, reason in report.skipped:
-        print(f"skipped {name}: {reason}", file=sys.stderr)
+        return EXIT_FAILURE
+    for name, reason in report.failed:
+        print(f"failed {_printable(name)}: {reason}", file=sys.stderr)
     print(report.summary())
-    return 0 if report.converted else 2
+    if not report.converted:
+        return EXIT_BAD_INPUT
+    return EXIT_SOME_FAILED if report.failed else 0
 
 
 def add_convert_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -455,8 +606,12 @@ def add_convert_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "convert",
         help="convert a point-based benchmark (DragBench, Drag100) into instruction folders",
-        description="Convert a point-based benchmark into instruction folders OUT/<dataset>/<sample>/ "
-        "(instructions.json + PNGs + conversion.json). Each handle point becomes a translate of a disc around it.",
+        description="Convert a point-based benchmark into instruction folders OUT/<dataset>/<sample>/\n"
+        "(instructions.json + PNGs + conversion.json). Each handle point becomes a translate of a disc around it.\n"
+        "A sample that cannot be converted is reported and the others go on; each sample folder is written whole\n"
+        "or not at all.",
+        epilog=CONVERT_EXIT_STATUS,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("dataset", choices=DATASETS, help="source format")
     parser.add_argument("root", help="the dataset folder, e.g. ../shared/data/dragbench")

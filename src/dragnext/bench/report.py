@@ -1,5 +1,6 @@
-"""``summary.json`` and ``report.md`` from ``results.csv``: a method x type table of scores and costs, and an
-image grid per type (input with instruction | each method | ground truth) saved next to the report."""
+"""``summary.json``, ``report.md`` and ``failed.csv`` from ``results.csv``: a method x type table of scores and
+costs, an image grid per type (input with instruction | each method | ground truth) saved next to the report,
+and the list of failed pairs."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from PIL import Image
 
 from ..files import write_png_atomic, write_text_atomic
 from ..visualize import draw_instructions, side_by_side, stack_rows
-from .runner import PASS_KEYS, RESULTS, read_results
+from .runner import FAILED, PASS_KEYS, RESULTS, read_results, write_failures
 from .scoring import IF_KEYS
 from .suites import LONG_SUFFIX, Sample, length_group
 
@@ -175,8 +176,10 @@ def write_grids(out_dir: Path, rows: Sequence[Mapping[str, Any]], samples: Seque
 
 def write_report(out_dir: str | Path, samples: Sequence[Sample], methods: Sequence[str], info: Mapping[str, Any],
                  grid_samples: int = 3) -> Path:
-    """Write ``summary.json``, ``report.md`` and the grids from ``out_dir/results.csv``; return the report's path."""
+    """Write ``summary.json``, ``report.md``, the grids and ``failed.csv`` from ``out_dir/results.csv``; return the
+    report's path."""
     out_dir = Path(out_dir)
+    write_failures(out_dir)
     rows = read_results(out_dir / RESULTS)
     present = [m for m in methods if any(row["method"] == m for row in rows)]
     present += [m for m in dict.fromkeys(row["method"] for row in rows) if m not in present]
@@ -209,7 +212,7 @@ def write_report(out_dir: str | Path, samples: Sequence[Sample], methods: Sequen
         lines += [f"- `{method}`: {text}" for method, text in settings.items()]
     failures = [row for row in rows if row["status"] == "error"]
     if failures:
-        lines += ["", f"## Failed ({len(failures)})", ""]
+        lines += ["", f"## Failed ({len(failures)}, all listed in [{FAILED}]({FAILED}))", ""]
         lines += [f"- {row['sample']} / {row['method']}: {row['error']}" for row in failures[:100]]
         if len(failures) > 100:
             lines.append(f"- … and {len(failures) - 100} more (see results.csv)")

@@ -4,7 +4,11 @@
 - Resumable: a (sample, method) pair that already has a row is skipped, so a second run over the same folder
   does no edits; ``retry_failed`` first drops the rows of failed pairs so they run again.
 - A sample that fails (unreadable file, bad settings, an exception in a method or its scoring) becomes a row
-  with ``status=error`` and ``error="Type: message"``, and the run goes on.
+  with ``status=error`` and ``error="Type: message"``, a one-line warning in the log, and the run goes on.
+  ``failed.csv`` (``sample,method,reason``) lists every failed row of ``results.csv``; it is rewritten whenever
+  the loop stops, an interrupt (Ctrl-C) included, and by the report.
+- Every finished pair's row is on disk before the next pair starts, so an interrupt loses only the pair in
+  progress (which runs on the next resume).
 - ``run.json`` records the settings each method ran with; resuming with other settings for a method, another
   model, seed or perceptual distance is refused rather than mixed into one table.
 """
@@ -36,6 +40,8 @@ from .suites import Sample, request_type
 logger = logging.getLogger(__name__)
 
 RESULTS = "results.csv"
+FAILED = "failed.csv"
+FAILED_COLUMNS = ("sample", "method", "reason")
 RUN_RECORD = "run.json"
 OUTPUTS = "outputs"
 PASS_KEYS = ("forward", "truncated_forward", "backward")
@@ -62,7 +68,7 @@ class RunStats:
 def read_results(path: str | Path) -> list[dict[str, Any]]:
     """Rows of a ``results.csv`` (numbers as floats, empty cells as NaN); [] if there is none yet.
 
-    A row cut short by a crash (no status) is dropped, so its pair runs again.
+    A row cut short by a crash (no status, or fewer cells than columns) is dropped, so its pair runs again.
     """
     path = Path(path)
     if not path.is_file():
@@ -70,7 +76,7 @@ def read_results(path: str | Path) -> list[dict[str, Any]]:
     rows = []
     with path.open(newline="", encoding="utf-8") as handle:
         for raw in csv.DictReader(handle):
-            if raw.get("status") not in ("ok", "error"):
+            if raw.get("status") not in ("ok", "error") or None in raw.values():  # None: a cell the row lacks
                 continue
             rows.append({k: (_number(v) if k in NUMERIC else (v or "")) for k, v in raw.items() if k in COLUMNS})
     return rows
@@ -113,6 +119,19 @@ def _csv_text(rows: Sequence[Mapping[str, Any]]) -> str:
     for row in rows:
         writer.writerow({key: _cell(row.get(key)) for key in COLUMNS})
     return buffer.getvalue()
+
+
+def write_failures(out_dir: str | Path) -> int:
+    """Write ``out_dir/failed.csv`` (``sample,method,reason``, header only when none failed) from the failed rows
+    of ``results.csv``; return how many there are."""
+    out_dir = Path(out_dir)
+    failed = [row for row in read_results(out_dir / RESULTS) if row["status"] == "error"]
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(FAILED_COLUMNS)
+    writer.writerows((row["sample"], row["method"], row["error"]) for row in failed)
+    write_text_atomic(out_dir / FAILED, buffer.getvalue())
+    return len(failed)
 
 
 # ------------------------------------------------------------------------------------------------ run record
@@ -183,7 +202,8 @@ def _run_one(backbone: Backbone, sample_id: str, request, truth, method: MethodS
 def run_benchmark(backbone: Backbone, samples: Sequence[Sample], methods: Sequence[MethodSpec],
                   configs: Mapping[str, EditConfig], out_dir: str | Path, distance: PerceptualDistance, *,
                   seed: int = 0, retry_failed: bool = False, show_progress: bool = True) -> RunStats:
-    """Run every pending (sample, method) pair, appending a row to ``out_dir/results.csv`` after each."""
+    """Run every pending (sample, method) pair, appending a row to ``out_dir/results.csv`` after each; then (also
+    when interrupted) list the failed rows in ``out_dir/failed.csv``."""
     from tqdm import tqdm
 
     out_dir = Path(out_dir)
@@ -201,27 +221,30 @@ def run_benchmark(backbone: Backbone, samples: Sequence[Sample], methods: Sequen
     stats = RunStats()
     memory = PeakMemory(backbone.device)
     bar = tqdm(samples, desc="bench", unit="sample", disable=not show_progress, file=sys.stderr)
-    for sample in bar:
-        pending = [method for method in methods if (sample.id, method.name) not in done]
-        stats.skipped += len(methods) - len(pending)
-        if not pending:
-            continue
-        try:
-            request, truth = sample.load()
-        except Exception as error:  # an unreadable sample fails its rows, not the run
-            logger.warning("sample %s could not be loaded: %s", sample.id, _error_text(error))
+    try:
+        for sample in bar:
+            pending = [method for method in methods if (sample.id, method.name) not in done]
+            stats.skipped += len(methods) - len(pending)
+            if not pending:
+                continue
+            try:
+                request, truth = sample.load()
+            except Exception as error:  # an unreadable sample fails its rows, not the run
+                logger.warning("sample %s could not be loaded: %s", sample.id, _error_text(error))
+                for method in pending:
+                    append_row(results, {"sample": sample.id, "type": "unknown", "method": method.name,
+                                         "status": "error", "error": _error_text(error), "perceptual": distance.name})
+                    stats.edits += 1
+                    stats.failed += 1
+                continue
             for method in pending:
-                append_row(results, {"sample": sample.id, "type": "unknown", "method": method.name,
-                                     "status": "error", "error": _error_text(error), "perceptual": distance.name})
+                bar.set_postfix_str(method.name)
+                row = _run_one(backbone, sample.id, request, truth, method, configs[method.name], out_dir, distance,
+                               seed, memory)
+                append_row(results, row)
                 stats.edits += 1
-                stats.failed += 1
-            continue
-        for method in pending:
-            bar.set_postfix_str(method.name)
-            row = _run_one(backbone, sample.id, request, truth, method, configs[method.name], out_dir, distance,
-                           seed, memory)
-            append_row(results, row)
-            stats.edits += 1
-            stats.failed += row["status"] == "error"
-    bar.close()
+                stats.failed += row["status"] == "error"
+    finally:
+        bar.close()
+        write_failures(out_dir)
     return stats

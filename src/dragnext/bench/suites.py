@@ -3,9 +3,11 @@
 - ``synthetic``: ``per_type`` scenes for each operation type from :func:`ground_truth.random_edit`, scene seeds
   ``1000, 1001, ...`` (the same for every type), alternating short and long drags (odd indices are
   ``long=True``: longer translations and deformations, rotations of 60-120 degrees, factors beyond 1.6 or below 0.6).
-- a folder: every instruction file (``*.json``, the design.md format) below it, except converter sidecars.
+- a folder: every instruction file (``*.json``, the design.md format) below it, except converter sidecars and
+  files under hidden folders (``.git``, or the staging folder of a conversion that was killed).
 - ``dragbench`` / ``drag100``: the point-based benchmark under ``--data`` converted (``bench/convert.py``) into
-  ``<out>/inputs/<dataset>/``, then read as a folder.
+  ``<out>/inputs/<dataset>/``, then read as a folder. A sample that could not be converted stays in the suite
+  as a sample that fails to load with the converter's reason, so it is counted and listed like any failure.
 
 Samples load lazily, so that one unreadable file becomes one failed row, not a failed run.
 """
@@ -15,11 +17,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from ..ground_truth import GroundTruthEdit, random_edit
 from ..instructions import DragRequest, load_instructions
-from .convert import DATASETS, SIDECAR_NAME, ConversionReport, convert
+from .convert import DATASETS, SIDECAR_NAME, ConversionError, ConversionReport, convert
 
 SYNTHETIC_TYPES = ("translate", "deform", "rotate", "scale")
 SYNTHETIC_SEED = 1000  # seed of the first scene of each type; the i-th uses SYNTHETIC_SEED + i
@@ -75,7 +77,8 @@ def folder_suite(folder: str | Path) -> list[Sample]:
     if not folder.is_dir():
         raise SuiteError(f"{folder}: not a folder (suites: synthetic, dragbench, drag100, or a folder of "
                          "instruction files)")
-    files = sorted(p for p in folder.rglob("*.json") if p.name != SIDECAR_NAME)
+    files = sorted(p for p in folder.rglob("*.json")
+                   if p.name != SIDECAR_NAME and not any(part.startswith(".") for part in p.relative_to(folder).parts))
     if not files:
         raise SuiteError(f"{folder}: no instruction files (*.json) found")
     samples = []
@@ -89,12 +92,21 @@ def folder_suite(folder: str | Path) -> list[Sample]:
     return samples
 
 
+def _not_converted(reason: str) -> tuple[DragRequest, None]:
+    raise ConversionError(reason)
+
+
 def converted_suite(dataset: str, data_root: str | Path, out_dir: str | Path) -> tuple[list[Sample], ConversionReport]:
-    """Convert the benchmark under ``data_root`` into ``out_dir/inputs/<dataset>`` and read that folder."""
+    """Convert the benchmark under ``data_root`` into ``out_dir/inputs/<dataset>`` and read that folder; each
+    sample that failed to convert is a sample whose loading raises :class:`ConversionError` with its reason."""
     report = convert(dataset, data_root, Path(out_dir) / "inputs")
     if not report.converted:
         raise SuiteError(f"{data_root}: no {dataset} sample could be converted")
-    return folder_suite(report.out), report
+    failed = {name: reason for name, reason in report.failed}
+    samples = [sample for sample in folder_suite(report.out) if sample.id not in failed]
+    samples += [Sample(name, partial(_not_converted, reason)) for name, reason in failed.items()]
+    # the order of the source folders, as convert goes (and as folder_suite lists the converted ones)
+    return sorted(samples, key=lambda sample: PurePosixPath(sample.id).parts), report
 
 
 def load_suite(suite: str, *, per_type: int = 10, data: str | Path | None = None,
