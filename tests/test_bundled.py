@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from dragnext.config import BUNDLED
+from dragnext.config import BUNDLED, preset
 from dragnext.editor import DragEditor, reconstruct
 from dragnext.ground_truth import rotate_edit, translate_edit
 from dragnext.metrics import psnr, score_edit
@@ -40,9 +40,12 @@ def test_bundled_weights_load_with_no_network():
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
 
 
-def test_bundled_model_is_the_pixel_backbone_with_its_preset(bundled):
+def test_bundled_model_is_the_pixel_backbone_and_edits_with_its_own_preset(bundled):
     assert isinstance(bundled, PixelBackbone)
-    assert DragEditor(bundled).config == BUNDLED
+    config = DragEditor(bundled).config
+    # the editor picks the preset by the backbone's name: the 64 px model's, not Stable Diffusion's
+    assert config == preset("bundled") and config != preset("stable-diffusion")
+    assert (config.strength, config.mutual_attention_start_layer) == (0.5, 3)
 
 
 @pytest.mark.parametrize("seed", [11, 12])
@@ -64,7 +67,6 @@ def _scene_with_one_shape(seed: int):
 def translate_result(bundled):
     scene = _scene_with_one_shape(1)
     edit = translate_edit(scene, 0, (10.0, 4.0))
-    torch.manual_seed(0)
     return edit, DragEditor(bundled)(edit.request)
 
 
@@ -94,3 +96,12 @@ def test_background_outside_the_swept_area_is_untouched(translate_result):
     outside = ~result.editable_mask
     assert outside.any()
     assert np.array_equal(result.image[outside], edit.request.image[outside])
+
+
+def test_an_edit_depends_on_its_seed_only_and_leaves_the_global_generator_alone(bundled, translate_result):
+    edit, first = translate_result
+    torch.manual_seed(1234)
+    before = torch.get_rng_state()
+    again = DragEditor(bundled)(edit.request, seed=0)
+    assert torch.equal(torch.get_rng_state(), before)  # the editor forks the generator, never reseeds the caller's
+    assert np.array_equal(again.image, first.image)
