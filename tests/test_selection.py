@@ -87,3 +87,37 @@ def test_a_click_inside_a_synthetic_shape_selects_it_on_at_least_95_percent_of_s
     scores = np.array([iou(select_region(image, [click]), truth) for image, click, truth in cases])
     assert len(scores) > 150
     assert np.mean(scores >= 0.9) >= 0.95, np.mean(scores >= 0.9)
+
+
+def test_the_region_command_writes_the_selected_mask(tmp_path, capsys):
+    from PIL import Image
+
+    from dragnext.cli import main
+
+    Image.fromarray(two_squares()).save(tmp_path / "picture.png")
+    status = main(["region", str(tmp_path / "picture.png"), "--click", "12,15", "--click", "45,10",
+                   "--unclick", "41,19", "-o", str(tmp_path / "mask.png")])
+    assert status == 0 and "144 pixels" in capsys.readouterr().out
+    written = np.asarray(Image.open(tmp_path / "mask.png")) > 127
+    assert np.array_equal(written, square(slice(8, 20), slice(8, 20)))
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (["--click", "99,1"], "click: point (99, 1) lies outside the 64x64 image"),
+    (["--click", "3,3", "-o", "{tmp}/picture.png"], "is an input"),
+    (["--click", "3,3", "-o", "{tmp}/mask.jpg"], "must end in .png"),
+    (["--click", "3,3", "--tolerance", "nan"], "tolerance"),
+])
+def test_the_region_command_refuses_bad_input_in_one_line_and_writes_nothing(tmp_path, capsys, arguments, message):
+    from PIL import Image
+
+    from dragnext.cli import main
+
+    Image.fromarray(two_squares()).save(tmp_path / "picture.png")
+    arguments = [a.replace("{tmp}", str(tmp_path)) for a in arguments]
+    if "-o" not in arguments:
+        arguments += ["-o", str(tmp_path / "mask.png")]
+    assert main(["region", str(tmp_path / "picture.png"), *arguments]) == 2
+    error = capsys.readouterr().err
+    assert message in error and error.count("\n") == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["picture.png"]

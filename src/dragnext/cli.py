@@ -342,6 +342,35 @@ def command_demo(args) -> int:
     return 0
 
 
+def _click(text: str) -> tuple[float, float]:
+    """argparse type of ``--click X,Y``."""
+    parts = text.split(",")
+    try:
+        if len(parts) != 2:
+            raise ValueError
+        return float(parts[0]), float(parts[1])
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected X,Y (pixels), got '{text}'") from None
+
+
+def command_region(args) -> int:
+    from .limits import read_image
+    from .selection import select_region
+
+    try:
+        image = read_image(Path(args.image), "image", "RGB")
+        output = _output_path(args.output, "-o/--output", inputs=[Path(args.image)])
+        mask = select_region(image, args.click, args.unclick or (), tolerance=args.tolerance)
+    except InstructionError as error:
+        raise CliError(str(error), EXIT_BAD_INPUT) from None
+    try:
+        _write_pngs_together({output: (mask * 255).astype("uint8")})
+    except OSError as error:
+        raise CliError(f"could not write the mask: {error.strerror or error}") from None
+    print(f"wrote {output}: {int(mask.sum())} pixels, {mask.mean():.1%} of the image")
+    return 0
+
+
 def command_train_bundled(args) -> int:
     from .models.training import TrainConfig, train_bundled
 
@@ -395,6 +424,24 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("-o", "--output", default="out/demo.png")
     _add_model_flags(demo, "bundled")
     demo.set_defaults(run=command_demo)
+
+    from .selection import DEFAULT_TOLERANCE
+
+    region = commands.add_parser(
+        "region", help="a handle region from clicks: the area of like colour under each click, as a mask PNG",
+        description="Select a handle region without painting it: each --click takes the connected area of similar "
+                    "colour under it (no model weights needed), --unclick takes an area away. The mask can be named "
+                    "as an operation's region in an instruction file, or painted over in the UI.")
+    region.add_argument("image", help="the picture, PNG/JPEG/...")
+    region.add_argument("--click", type=_click, action="append", required=True, metavar="X,Y",
+                        help="a pixel inside the region; repeatable")
+    region.add_argument("--unclick", type=_click, action="append", metavar="X,Y",
+                        help="a pixel of an area to leave out; repeatable")
+    region.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE,
+                        help=f"how different a colour may be and still be taken (CIELAB Delta E, default "
+                             f"{DEFAULT_TOLERANCE:g}); raise it when the region comes out too small")
+    region.add_argument("-o", "--output", required=True, help="mask, PNG (white = region)")
+    region.set_defaults(run=command_region)
 
     from .bench.cli import add_bench_parser
     from .bench.convert import add_convert_parser
