@@ -11,13 +11,12 @@ import dataclasses
 import sys
 from typing import Any
 
-from ..cli import EXIT_BAD_INPUT, EXIT_FAILURE, CliError, load_model, parse_override
+from ..cli import EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_INTERRUPTED, CliError, load_model, parse_override
 from ..config import PAPER, ConfigError, EditConfig, preset
 from .methods import FAST_SETTINGS, MAIN, MethodError, resolve_methods
 
 DEFAULT_METHODS = ",".join(MAIN)
 EXIT_SOME_FAILED = 3  # bench and convert: some samples failed, the others are done; the failures are in failed.csv
-EXIT_INTERRUPTED = 130  # what dragnext.cli.main returns on Ctrl-C (128 + SIGINT, as shells report it)
 
 BENCH_EXIT_STATUS = f"""exit status:
   0    every (sample, method) pair in OUT/results.csv succeeded
