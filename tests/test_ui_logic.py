@@ -21,17 +21,19 @@ from dragnext.config import BUNDLED, EditConfig
 from dragnext.instructions import DragRequest, load_instructions, make_operation, requests_equal
 from dragnext.ui.runner import EditRunner
 from dragnext.ui.session import (
-    MAX_SIDE,
-    MAX_UPLOAD_BYTES,
     Session,
     Settings,
-    UIError,
     config_from_settings,
     display_size,
     display_to_image_point,
     layers_to_mask,
     mask_to_layer,
     point_names,
+)
+from dragnext.ui.uploads import (
+    MAX_SIDE,
+    MAX_UPLOAD_BYTES,
+    UIError,
     read_image_file,
     read_instruction_upload,
     write_instruction_archive,
@@ -347,12 +349,13 @@ def test_the_runner_takes_the_pages_preset_and_refuses_an_unknown_one(tmp_path):
     ("settings", "message"),
     [
         (Settings(None, 2, 3, 0.1, False, 0), "Steps: enter a number"),
-        (Settings(2.5, 2, 3, 0.1, False, 0), "Steps: must be a whole number of at least 1"),
-        (Settings(10, 2, 0, 0.1, False, 0), "K .*at least 1"),
+        (Settings(2.5, 2, 3, 0.1, False, 0), "Steps: must be a whole number from 1 to 100, got 2.5"),
+        (Settings("2.5", 2, 3, 0.1, False, 0), "Steps: must be a whole number from 1 to 100, got 2.5"),
+        (Settings(10, 2, 0, 0.1, False, 0), r"K \(Adam steps per timestep\): must be a whole number from 1 to 50"),
         (Settings(10, 2, 3, -1, False, 0), "Learning rate: must be a positive number"),
         (Settings(10, 2, 3, "x", False, 0), "Learning rate: 'x' is not a number"),
         (Settings(10, 2, 3, 0.1, False, -4), "Seed"),
-        (Settings(10, 9, 3, 0.1, False, 0), "pbsi_timesteps exceeds the inverted steps"),
+        (Settings(10, 9, 3, 0.1, False, 0), r"pbsi_timesteps \(9\) exceeds the inverted steps"),
     ],
 )
 def test_bad_settings_give_a_message(settings, message):
@@ -614,10 +617,21 @@ def parse_ui(argv: list[str]) -> argparse.Namespace:
 
 
 def test_the_command_defaults_to_loopback_the_bundled_model_and_no_share_link():
+    from dragnext.ui.runner import DEFAULT_TIME_LIMIT
+
     args = parse_ui([])
     assert (args.host, args.port, args.model, args.share, args.fast) == ("127.0.0.1", 7860, "bundled", False, False)
+    assert args.time_limit == DEFAULT_TIME_LIMIT
     args = parse_ui(["--host", "0.0.0.0", "--port", "8000", "--model", "some/sd", "--share"])
     assert (args.host, args.port, args.model, args.share) == ("0.0.0.0", 8000, "some/sd", True)
+
+
+@pytest.mark.parametrize("value", ["-1", "nan", "inf"])
+def test_a_bad_time_limit_is_one_line_and_exit_2_before_the_model_loads(value, capsys):
+    args = parse_ui(["--time-limit", value, "--model", "/no/such/model"])
+    assert args.run(args) == 2
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1 and error.startswith("dragnext: error: --time-limit:")
 
 
 def test_a_model_that_cannot_be_loaded_is_one_line_and_exit_1(tmp_path, capsys):
@@ -642,8 +656,7 @@ def test_edit_config_has_the_settings_the_page_shows():
 def test_page_images_are_served_from_files_written_once(tmp_path):
     """Gradio rewrites its cache file for every returned array, which a browser may be reading (a truncated
     response); the page returns content-named files instead, written only the first time."""
-    pytest.importorskip("gradio")
-    from dragnext.ui.app import serve_once
+    from dragnext.ui.workspace import serve_once
 
     image = np.random.default_rng(3).integers(0, 256, (12, 10, 3), dtype=np.uint8)
     first = Path(serve_once(image, tmp_path / "views"))

@@ -1,8 +1,10 @@
 """The web UI, ``dragnext ui``: a Gradio page over the same editing API as the CLI.
 
-- ``session.py``: the page's logic as plain code (clicks and strokes -> a validated request, the download
-  and restore format, the upload limits); no Gradio, unit-tested.
-- ``runner.py``: one edit at a time with the model loaded once; failures become messages.
+- ``session.py``: the page's logic as plain code (clicks and strokes -> a validated request, the caps on
+  operations and settings); no Gradio, unit-tested.
+- ``uploads.py``: uploaded images and instruction files read under the page's limits, and the download format.
+- ``workspace.py``: one folder per browser tab, removed when the tab's session ends; files served once.
+- ``runner.py``: one edit at a time with the model loaded once, under a time limit; failures become messages.
 - ``app.py``: the Gradio layout and wiring, the only module of the package that imports Gradio.
 - ``cli.py``: ``add_ui_parser`` for the ``dragnext`` command.
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import atexit
 import functools
-import hashlib
 import logging
 import os
 import shutil
@@ -17,33 +16,45 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from PIL import Image
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no telemetry or version check, before import
 
 import gradio as gr  # noqa: E402
 
-from ..files import write_png_atomic  # noqa: E402
 from ..instructions import OPERATION_TYPES  # noqa: E402
+from ..limits import UI_LIMITS  # noqa: E402
 from .runner import EditRunner  # noqa: E402
 from .session import (  # noqa: E402
-    MAX_SIDE,
-    MAX_UPLOAD_MB,
+    MAX_ITERATIONS,
+    MAX_PBSI_TIMESTEPS,
+    MAX_STEPS,
     Session,
     Settings,
-    UIError,
     display_size,
     layers_to_mask,
     mask_to_layer,
-    new_folder,
+    to_display,
+)
+from .uploads import (  # noqa: E402
+    MAX_SIDE,
+    MAX_UPLOAD_MB,
+    UIError,
     read_image_file,
     read_instruction_upload,
-    to_display,
     write_instruction_archive,
 )
+from .workspace import SessionFolders, new_folder, serve_once  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
 TABLE_HEADERS = ["#", "type", "handle", "target", "center", "region px"]
+# A tab's state (image, operations) is dropped, and its folder removed, this long after the tab last changed it,
+# or an hour after the tab was closed (Gradio's rule): clients without a browser never send "closed".
+SESSION_TTL_SECONDS = 12 * 3600
+# Requests waiting in the queue, all tabs together; more are refused at once ("queue is full") instead of piling up
+# behind a long edit.
+QUEUE_SIZE = 64
 # Half-transparent brushes, so the picture stays visible under the strokes (any alpha > 0 counts as painted).
 REGION_BRUSH = ("#ff00ff", 0.6)
 EDITABLE_BRUSH = ("#ffffff", 0.6)
@@ -68,22 +79,6 @@ INTRO = f"""# dragnext — drag editing
 6. **Run**, then download the edited image and the instruction file (unzipped,
    `dragnext edit instructions/instructions.json` runs the same edit).
 """
-
-
-def serve_once(image: np.ndarray, folder: Path) -> str:
-    """``image`` as a PNG in ``folder`` named by its content, written only when new; its path.
-
-    Given an array, Gradio writes its cache file again on every response, also when the same picture comes
-    back twice (a points view redrawn unchanged), and a browser still fetching the first response then reads
-    a truncated file (h11: "Too little data for declared Content-Length"). A path is copied into Gradio's cache
-    once, and a file named by its content never changes."""
-    data = np.ascontiguousarray(image, dtype=np.uint8)
-    digest = hashlib.sha256(str(data.shape).encode() + data.tobytes()).hexdigest()[:32]
-    path = folder / f"{digest}.png"
-    if not path.exists():
-        folder.mkdir(parents=True, exist_ok=True)
-        write_png_atomic(path, data)
-    return str(path)
 
 
 def _editor_value(background: Any, layers: Sequence[Any] = ()) -> dict[str, Any]:
@@ -122,8 +117,9 @@ def build_app(runner: EditRunner, *, examples: Sequence[tuple[str, Any]] | None 
     """The page, editing with ``runner`` (an :class:`EditRunner` holding the model, loaded once).
 
     ``examples``: ``(label, H x W x 3 uint8 image)`` pairs offered as example scenes (default: the demo's
-    scenes). ``workdir``: where downloads and restored uploads are written (default: a temporary folder
-    removed at exit).
+    scenes). ``workdir``: where each tab's folder is made, for the pictures it is shown, its downloads and its
+    restored uploads (default: a temporary folder removed at exit); a tab's folder is removed when the tab
+    closes or its state expires (:data:`SESSION_TTL_SECONDS`).
     """
     if examples is None:
         from ..demo import example_edits
@@ -133,9 +129,11 @@ def build_app(runner: EditRunner, *, examples: Sequence[tuple[str, Any]] | None 
         workdir = tempfile.mkdtemp(prefix="dragnext-ui-")
         atexit.register(shutil.rmtree, workdir, True)
     defaults = Settings.from_config(runner.base_config)
+    folders = SessionFolders(Path(workdir) / "sessions")
 
     with gr.Blocks(title=title, analytics_enabled=False) as app:
-        session_state = gr.State(Session())
+        session_state = gr.State(Session(), time_to_live=SESSION_TTL_SECONDS,
+                                 delete_callback=lambda session: folders.remove_folder(session.folder))
         gr.Markdown(INTRO)
         status = gr.Markdown("Upload an image or pick an example scene.", elem_id="status")
 
@@ -187,11 +185,14 @@ def build_app(runner: EditRunner, *, examples: Sequence[tuple[str, Any]] | None 
                                      info="default: engine v2 (regions start at their target pose); paper: the "
                                           "DragNeXt paper's settings")
             with gr.Row():
-                steps = gr.Number(defaults.steps, label="DDIM steps", precision=0, minimum=1, elem_id="steps")
+                # No `maximum=` on the fields: Gradio would refuse a larger value with its own pop-up and never
+                # call the handler, so the status line would not say what is wrong; the handler checks the bounds.
+                steps = gr.Number(defaults.steps, label="DDIM steps", precision=0, minimum=1, elem_id="steps",
+                                  info=f"1 to {MAX_STEPS}")
                 pbsi = gr.Number(defaults.pbsi_timesteps, label="PBSI timesteps", precision=0, minimum=0,
-                                 elem_id="pbsi")
+                                 elem_id="pbsi", info=f"0 to {MAX_PBSI_TIMESTEPS}")
                 iterations = gr.Number(defaults.iterations, label="K (Adam steps per timestep)", precision=0,
-                                       minimum=1, elem_id="iterations")
+                                       minimum=1, elem_id="iterations", info=f"1 to {MAX_ITERATIONS}")
                 learning_rate = gr.Number(defaults.learning_rate, label="Learning rate", elem_id="lr")
                 seed = gr.Number(defaults.seed, label="Seed", precision=0, minimum=0, elem_id="seed")
             with gr.Row():
@@ -214,85 +215,97 @@ def build_app(runner: EditRunner, *, examples: Sequence[tuple[str, Any]] | None 
 
         page_outputs = [session_state, region_editor, editable_editor, points, table, remove_choice, prompt,
                         input_view, result_view, downloads, status]
-        views = Path(workdir) / "views"
 
-        def served(image: np.ndarray | None) -> str | None:
-            return None if image is None else serve_once(image, views)
+        def folder(session: Session, request: gr.Request) -> Path:
+            """The tab's folder: everything the page serves to this tab is written there."""
+            session.folder = folders.folder(request.session_hash)
+            return session.folder
 
-        def show_session(session: Session, kind: str, message: str) -> tuple:
+        def served(image: np.ndarray | None, session: Session, request: gr.Request) -> str | None:
+            return None if image is None else serve_once(image, folder(session, request) / "views")
+
+        def show_session(session: Session, kind: str, message: str, request: gr.Request) -> tuple:
             image = session.require_image()
-            background = served(to_display(image, image.shape))
+            background = served(to_display(image, image.shape), session, request)
             mask = session.editable_mask
-            editable_layers = [] if mask is None else [mask_to_layer(mask, alpha=round(255 * EDITABLE_BRUSH[1]))]
+            editable_layers = [] if mask is None else [
+                served(mask_to_layer(mask, alpha=round(255 * EDITABLE_BRUSH[1])), session, request)]
             return (session, _editor_value(background), _editor_value(background, editable_layers),
-                    served(session.points_view(kind)), _table(session), _choices(session), session.prompt, None, None,
-                    None, _message(message))
+                    served(session.points_view(kind), session, request), _table(session), _choices(session),
+                    session.prompt, None, None, None, _message(message))
 
         @_reports_errors(len(page_outputs), -1)
-        def load_upload(session: Session, kind: str, path: str | None) -> tuple:
+        def load_upload(session: Session, kind: str, path: str | None, request: gr.Request) -> tuple:
             if not path:
                 raise UIError("No file was uploaded.")
             session.load_image(read_image_file(path), os.path.basename(path))
             height, width = session.shape[:2]
             return show_session(session, kind, f"Loaded {session.name} ({width}x{height}). Paint the handle region, "
-                                               "then click the points.")
+                                               "then click the points.", request)
 
         def example_loader(index: int) -> Callable:
             @_reports_errors(len(page_outputs), -1)
-            def load_example(session: Session, kind: str) -> tuple:
+            def load_example(session: Session, kind: str, request: gr.Request) -> tuple:
                 label, image = examples[index]
                 session.load_image(image, label)
                 height, width = session.shape[:2]
                 return show_session(session, kind, f"Loaded {label} ({width}x{height}, shown "
                                                    f"{display_size(height, width)[1] // width}x larger). "
-                                                   "Paint the handle region, then click the points.")
+                                                   "Paint the handle region, then click the points.", request)
 
             return load_example
 
         @_reports_errors(len(page_outputs), -1)
-        def load_instruction_file(session: Session, kind: str, files: list[str] | None) -> tuple:
-            request = read_instruction_upload(files or [], workdir)
-            session.restore(request, request.source or "")
+        def load_instruction_file(session: Session, kind: str, files: list[str] | None, request: gr.Request) -> tuple:
+            loaded = read_instruction_upload(files or [], folder(session, request))
+            session.restore(loaded, loaded.source or "")
             count = len(session.operations)
-            return show_session(session, kind, f"Restored {request.source}: {count} operation"
-                                               f"{'s' if count != 1 else ''}. Press Run to edit.")
+            return show_session(session, kind, f"Restored {loaded.source}: {count} operation"
+                                               f"{'s' if count != 1 else ''}. Press Run to edit.", request)
+
+        def restore_and_clear(session: Session, kind: str, files: list[str] | None, request: gr.Request) -> tuple:
+            """Restore, then empty the file list, restored or refused: Gradio adds each upload to the files already
+            listed, and the next upload must be read alone."""
+            return (*load_instruction_file(session, kind, files, request), None)
 
         def painted(session: Session, value: Any):
             """The strokes of an image editor as a mask of the session's image (None: nothing painted)."""
             return layers_to_mask(value, session.shape) if session.image is not None else None
 
-        @_reports_errors(3, -1)
-        def click(session: Session, kind: str, region_value: Any, event: gr.SelectData) -> tuple:
-            message = session.click(event.index, kind)
-            return session, served(session.points_view(kind, painted(session, region_value))), _message(message)
+        def points_picture(session: Session, kind: str, region_value: Any, request: gr.Request) -> str:
+            return served(session.points_view(kind, painted(session, region_value)), session, request)
 
         @_reports_errors(3, -1)
-        def refresh_points(session: Session, kind: str, region_value: Any) -> tuple:
+        def click(session: Session, kind: str, region_value: Any, event: gr.SelectData, request: gr.Request) -> tuple:
+            message = session.click(event.index, kind)
+            return session, points_picture(session, kind, region_value, request), _message(message)
+
+        @_reports_errors(3, -1)
+        def refresh_points(session: Session, kind: str, region_value: Any, request: gr.Request) -> tuple:
             if session.image is None:
                 return session, None, _message(session.hint(kind))
-            view = served(session.points_view(kind, painted(session, region_value)))
-            return session, view, _message(session.hint(kind))
+            return session, points_picture(session, kind, region_value, request), _message(session.hint(kind))
 
         @_reports_errors(3, -1)
-        def clear(session: Session, kind: str, region_value: Any) -> tuple:
+        def clear(session: Session, kind: str, region_value: Any, request: gr.Request) -> tuple:
             session.clear_points()
-            return refresh_points(session, kind, region_value)
+            return refresh_points(session, kind, region_value, request)
 
         @_reports_errors(6, -1)
-        def add_operation(session: Session, kind: str, region_value: Any) -> tuple:
+        def add_operation(session: Session, kind: str, region_value: Any, request: gr.Request) -> tuple:
             image = session.require_image()
             operation = session.add_operation(kind, painted(session, region_value))
             count = len(session.operations)
-            background = served(to_display(image, image.shape))
-            return (session, _editor_value(background), served(session.points_view(kind)), _table(session),
-                    _choices(session),
+            background = served(to_display(image, image.shape), session, request)
+            return (session, _editor_value(background), served(session.points_view(kind), session, request),
+                    _table(session), _choices(session),
                     _message(f"Added operation {count} ({operation.type}, {int(operation.region.sum())} px region). "
                              "Add another or press Run."))
 
         @_reports_errors(5, -1)
-        def remove_operation(session: Session, kind: str, index: Any) -> tuple:
+        def remove_operation(session: Session, kind: str, index: Any, request: gr.Request) -> tuple:
             removed = session.remove_operation(index)
-            return (session, served(session.points_view(kind)), _table(session), _choices(session),
+            return (session, served(session.points_view(kind), session, request), _table(session), _choices(session),
                     _message(f"Removed a {removed.type} operation."))
 
         def show_preset(name: str) -> tuple:
@@ -301,24 +314,28 @@ def build_app(runner: EditRunner, *, examples: Sequence[tuple[str, Any]] | None 
 
         @_reports_errors(4, -1)
         def run_edit(session: Session, editable_value: Any, steps_value, pbsi_value, k_value, lr_value, lora_value,
-                     seed_value, prompt_value: str, preset_value: str,
+                     seed_value, prompt_value: str, preset_value: str, request: gr.Request,
                      progress=gr.Progress()) -> tuple:  # noqa: B008 - Gradio's API
             def report(phase: str, done: int, total: int) -> None:
                 progress((done, total), desc=phase, unit="steps")
 
             settings = Settings(steps_value, pbsi_value, k_value, lr_value, lora_value, seed_value, preset_value)
-            outcome = runner.run(session, painted(session, editable_value), settings, prompt_value, workdir,
-                                 progress=report)
+            outcome = runner.run(session, painted(session, editable_value), settings, prompt_value,
+                                 folder(session, request), progress=report)
             if not outcome.ok:
                 raise UIError(outcome.message)
-            return (served(outcome.input_view), served(outcome.result_view), [str(p) for p in outcome.files],
-                    _message(outcome.message))
+            return (served(outcome.input_view, session, request), served(outcome.result_view, session, request),
+                    [str(p) for p in outcome.files], _message(outcome.message))
 
         @_reports_errors(2, -1)
-        def save_instructions(session: Session, editable_value: Any, prompt_value: str) -> tuple:
-            request = session.request(painted(session, editable_value), prompt_value)
-            archive = write_instruction_archive(request, new_folder(workdir, "save"))
+        def save_instructions(session: Session, editable_value: Any, prompt_value: str, request: gr.Request) -> tuple:
+            edit = session.request(painted(session, editable_value), prompt_value)
+            archive = write_instruction_archive(edit, new_folder(folder(session, request), "save"))
             return [str(archive)], _message("Instruction file ready in Downloads.")
+
+        def end_session(request: gr.Request) -> None:
+            """The tab was closed or reloaded: its files go now (what it was shown is in Gradio's cache)."""
+            folders.remove(request.session_hash)
 
         # ------------------------------------------------------------------------------------------------
         # Wiring
@@ -329,7 +346,8 @@ def build_app(runner: EditRunner, *, examples: Sequence[tuple[str, Any]] | None 
         upload.upload(load_upload, [session_state, op_type, upload], page_outputs, **page)
         for index, button in enumerate(example_buttons):
             button.click(example_loader(index), [session_state, op_type], page_outputs, **page)
-        restore_files.upload(load_instruction_file, [session_state, op_type, restore_files], page_outputs, **page)
+        restore_files.upload(restore_and_clear, [session_state, op_type, restore_files], [*page_outputs, restore_files],
+                             **page)
         points.select(click, [session_state, op_type, region_editor], [session_state, points, status], **page)
         op_type.change(refresh_points, [session_state, op_type, region_editor], [session_state, points, status],
                        **page)
@@ -343,8 +361,9 @@ def build_app(runner: EditRunner, *, examples: Sequence[tuple[str, Any]] | None 
         run.click(run_edit, [session_state, editable_editor, *settings_inputs],
                   [input_view, result_view, downloads, status], concurrency_limit=1, concurrency_id="edit")
         save.click(save_instructions, [session_state, editable_editor, prompt], [downloads, status], **page)
+        app.unload(end_session)
 
-    app.queue(default_concurrency_limit=1)
+    app.queue(default_concurrency_limit=1, max_size=QUEUE_SIZE)
     return app
 
 
@@ -359,5 +378,8 @@ def _choices(session: Session):
 
 def launch(app: gr.Blocks, host: str = "127.0.0.1", port: int = 7860, share: bool = False, **kwargs: Any) -> None:
     """Serve the page (blocking): loopback unless ``host`` says otherwise, a share link only if asked."""
+    # Gradio decodes the strokes a browser uploads before any handler of ours sees them. PIL's bomb guard at our
+    # pixel limit bounds what a hostile client can make it decode (PIL refuses beyond twice the value).
+    Image.MAX_IMAGE_PIXELS = UI_LIMITS.max_pixels
     app.launch(server_name=host, server_port=port, share=share, theme=THEME, css=CSS, ssr_mode=False,
                max_file_size=f"{MAX_UPLOAD_MB}mb", show_error=False, footer_links=[], **kwargs)

@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import math
 import os
 import sys
+
+from .runner import DEFAULT_TIME_LIMIT
 
 # Settings of the hidden --fast flag: a few-second edit on the bundled model (for the browser test and a
 # quick look at the page); the result is rougher than the preset's.
@@ -29,6 +32,9 @@ def add_ui_parser(subparsers) -> argparse.ArgumentParser:
                              "Diffusion 1.x/2.x")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if present, else cpu)")
     parser.add_argument("--bf16", action="store_true", help="bf16 autocast of the UNet on CPU")
+    parser.add_argument("--time-limit", type=float, default=DEFAULT_TIME_LIMIT, metavar="SECONDS",
+                        help=f"stop an edit that runs longer than this, so one request cannot hold the queue "
+                             f"(default: {DEFAULT_TIME_LIMIT:g}; 0: no limit)")
     parser.add_argument("--share", action="store_true",
                         help="also create a public gradio.live link (off by default: anyone with it can use the app)")
     parser.add_argument("--fast", action="store_true", help=argparse.SUPPRESS)  # FAST_SETTINGS (tests)
@@ -44,6 +50,10 @@ def _error(message: str) -> int:
 def command_ui(args) -> int:
     if not 0 <= args.port <= 65535:
         print(f"dragnext: error: --port: {args.port} is not a port number (0-65535)", file=sys.stderr)
+        return 2
+    if not (math.isfinite(args.time_limit) and args.time_limit >= 0):
+        print(f"dragnext: error: --time-limit: {args.time_limit:g} is not a number of seconds (0: no limit)",
+              file=sys.stderr)
         return 2
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     if importlib.util.find_spec("gradio") is None:
@@ -65,7 +75,8 @@ def command_ui(args) -> int:
     from .app import build_app, launch
     from .runner import EditRunner
 
-    app = build_app(EditRunner(backbone, presets["default"], presets=presets))
+    runner = EditRunner(backbone, presets["default"], presets=presets, time_limit=args.time_limit or None)
+    app = build_app(runner)
     print(f"dragnext ui: model {args.model!r} loaded; serving on http://{args.host}:{args.port} (Ctrl+C to stop)",
           flush=True)
     try:

@@ -3,6 +3,13 @@
 No Gradio here: :meth:`EditRunner.run` takes the session and the page's settings and returns a
 :class:`RunOutcome` with the pictures, the files to download and a one-line message. A failed edit becomes
 a message (and a log record with the traceback), never an exception that reaches the web server.
+
+Edits share one model, so they queue; an edit that runs longer than ``time_limit`` seconds is stopped, so one
+request cannot hold the queue for ever. The editor reports progress after every inversion step, PBSI
+timestep and denoising step; the runner's progress callback raises :class:`EditTimedOut` at the first report
+past the limit, and the editor unwinds (its hooks and attention processors are removed in ``finally``
+blocks). The limit is checked at those reports, so an edit overruns it by at most one step (one PBSI
+timestep is ``K`` optimiser steps, bounded by the page's settings).
 """
 
 from __future__ import annotations
@@ -10,6 +17,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,20 +28,21 @@ import numpy as np
 from ..config import ConfigError, EditConfig, preset
 from ..files import write_png_atomic
 from ..instructions import InstructionError
-from .session import (
-    Session,
-    Settings,
-    UIError,
-    config_from_settings,
-    new_folder,
-    overlay,
-    to_display,
-    write_instruction_archive,
-)
+from .session import Session, Settings, UIError, config_from_settings, overlay, to_display
+from .uploads import write_instruction_archive
+from .workspace import new_folder
 
 logger = logging.getLogger(__name__)
 
 ProgressCallback = Callable[[str, int, int], None]
+
+# The longest one edit may run (seconds) before it is stopped. A Stable Diffusion edit at 512 px with the paper's
+# settings takes about a minute on a GPU and a quarter of an hour on a CPU; `dragnext ui --time-limit` changes it.
+DEFAULT_TIME_LIMIT = 1800.0
+
+
+class EditTimedOut(Exception):
+    """Raised from the progress callback when an edit runs past its time limit."""
 
 
 @dataclass
@@ -51,8 +60,12 @@ class EditRunner:
     forgets the page's queue: a backbone holds state (LoRA weights, attention processors) during an edit."""
 
     def __init__(self, backbone: Any, base_config: EditConfig | None = None,
-                 editor: Callable[..., Any] | None = None, presets: Mapping[str, EditConfig] | None = None):
+                 editor: Callable[..., Any] | None = None, presets: Mapping[str, EditConfig] | None = None,
+                 time_limit: float | None = DEFAULT_TIME_LIMIT):
+        if time_limit is not None and not time_limit > 0:
+            raise ValueError(f"time_limit must be a positive number of seconds or None, got {time_limit!r}")
         self.backbone = backbone
+        self.time_limit = time_limit  # seconds one edit may run (None: no limit), not counting its wait in the queue
         self.base_config = base_config or preset(backbone.name)
         # the presets a page may pick, "default" first; the base config is the default one
         self.presets = {"default": self.base_config, **{k: v for k, v in (presets or {}).items() if k != "default"}}
@@ -74,7 +87,12 @@ class EditRunner:
             return RunOutcome(False, str(error))
         try:
             with self._lock:
-                result = self.editor(request, config=config, seed=seed, progress=progress)
+                result = self.editor(request, config=config, seed=seed, progress=self._within_limit(progress))
+        except EditTimedOut:
+            logger.warning("edit stopped after its time limit of %g s", self.time_limit)
+            return RunOutcome(False, f"The edit was stopped after {self.time_limit:g} s, the limit for one edit on "
+                                     "this server. Nothing was changed; use fewer steps, PBSI timesteps or K, or a "
+                                     "smaller image.")
         except (ConfigError, InstructionError) as error:
             return RunOutcome(False, str(error))
         except Exception as error:  # noqa: BLE001 - the page reports any failure and the server keeps serving
@@ -94,3 +112,18 @@ class EditRunner:
             files=[edited, archive],
             result=result,
         )
+
+    def _within_limit(self, progress: ProgressCallback | None) -> ProgressCallback:
+        """``progress``, raising :class:`EditTimedOut` once the edit has run for longer than the time limit.
+
+        Called after the lock is taken, so the time an edit waits for the one before it does not count.
+        """
+        deadline = None if self.time_limit is None else time.monotonic() + self.time_limit
+
+        def report(phase: str, done: int, total: int) -> None:
+            if progress is not None:
+                progress(phase, done, total)
+            if deadline is not None and time.monotonic() > deadline:
+                raise EditTimedOut(phase)
+
+        return report

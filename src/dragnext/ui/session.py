@@ -1,7 +1,9 @@
 """The web UI's logic, without Gradio: clicks and painted strokes in, a validated :class:`DragRequest` out.
 
-Everything the page does that is not layout lives here as plain code with unit tests
-(``tests/test_ui_logic.py``); ``app.py`` only wires these functions to Gradio components.
+Everything the page does that is not layout lives here, in ``uploads.py`` (files a browser sends, the download
+format) and in ``workspace.py`` (the server's files per tab), as plain code with unit tests
+(``tests/test_ui_logic.py``, ``test_ui_uploads.py``, ``test_ui_resources.py``); ``app.py`` only wires these
+functions to Gradio components.
 
 Coordinates. The page shows every image at a *display size* (:func:`display_size`): a 64 px scene is
 enlarged by an integer factor so it can be painted and clicked, a large photo is shrunk to at most
@@ -19,24 +21,22 @@ Choices:
 - Clicks fill the points in the order handle, target, then center for ``rotate`` and ``scale``; a click
   after the last needed point starts over with a new handle. Changing the type keeps the clicks, so a
   third click can still add a center after switching from translate to rotate.
-- Limits: an upload may be at most :data:`MAX_UPLOAD_MB` MB and :data:`MAX_SIDE` px on each side (the
-  edit runs at the image's own size), at least :data:`MIN_SIDE` px.
+- Limits (:mod:`dragnext.ui.uploads` for files): at most :data:`MAX_OPERATIONS` operations, and the
+  settings bounded by :data:`MAX_STEPS`, :data:`MAX_PBSI_TIMESTEPS` and :data:`MAX_ITERATIONS`, below the
+  library's own limits: an edit holds the one model, so one request must not hold it for hours.
 """
 
 from __future__ import annotations
 
 import math
 import os
-import secrets
-import shutil
-import zipfile
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image, ImageDraw, UnidentifiedImageError
+from PIL import Image, ImageDraw
 
 from ..config import ConfigError, EditConfig
 from ..instructions import (
@@ -45,29 +45,28 @@ from ..instructions import (
     DragRequest,
     InstructionError,
     Operation,
-    load_instructions,
     make_operation,
-    save_instructions,
     validate_request,
 )
+from ..limits import UI_LIMITS
 from ..visualize import CENTER_COLOR, HANDLE_COLOR, TARGET_COLOR, display_scale, draw_instructions
+from .uploads import UIError, check_image_size
 
-MAX_UPLOAD_MB = 20  # per uploaded file (an image, an instruction JSON or PNG, a .zip)
-MAX_UPLOAD_BYTES = MAX_UPLOAD_MB * 1024 * 1024
-MAX_SIDE = 4096  # px per side of an input image
-MIN_SIDE = 8  # px per side: smaller is not an image one can paint a region on
 MAX_DISPLAY_SIDE = 1024  # larger images are shown shrunk to this (clicks and strokes are mapped back)
 MIN_DISPLAY_SIDE = 512  # smaller images are enlarged by an integer factor to about this (a 64 px scene: 8x)
-MAX_ARCHIVE_MEMBERS = 64  # files in an uploaded .zip
-MAX_ARCHIVE_BYTES = 256 * 1024 * 1024  # uncompressed size of an uploaded .zip
+MAX_OPERATIONS = UI_LIMITS.max_operations  # each keeps a full-size mask in the server's memory
+# The settings' bounds: twice the paper preset's steps, four times its PBSI timesteps and five times its K (the
+# presets use 25/50 steps, 2/5 timesteps, K = 5/10). Beyond them an edit gains nothing measurable and holds the
+# shared model for many minutes; `dragnext edit` has no such bound.
+MAX_STEPS = 100
+MAX_PBSI_TIMESTEPS = 20
+MAX_ITERATIONS = 50
+MAX_SEED = 2**63 - 1  # torch.manual_seed takes 64 bits; the CLI's range
+MAX_PROMPT_CHARS = 1000  # CLIP reads 77 tokens; a longer prompt only costs memory
 
 PENDING_TINT = (0, 200, 255)  # the region being painted, before "add operation" (added ones are yellow)
 
 Point = tuple[float, float]
-
-
-class UIError(ValueError):
-    """Something the user can fix; the message is one sentence shown in the page."""
 
 
 def point_names(op_type: str) -> tuple[str, ...]:
@@ -85,46 +84,6 @@ def _format_point(point: Point | None) -> str:
 
 # --------------------------------------------------------------------------------------------------------
 # Images in and out of the page
-
-
-def check_image_size(width: int, height: int) -> None:
-    if width > MAX_SIDE or height > MAX_SIDE:
-        raise UIError(f"The image is {width}x{height} pixels; the limit is {MAX_SIDE} pixels per side. "
-                      "Resize it first.")
-    if width < MIN_SIDE or height < MIN_SIDE:
-        raise UIError(f"The image is {width}x{height} pixels; it must be at least {MIN_SIDE} pixels per side.")
-
-
-def check_file_size(path: str | os.PathLike[str], what: str = "The file") -> None:
-    size = os.path.getsize(path)
-    if size > MAX_UPLOAD_BYTES:
-        raise UIError(f"{what} is {size / 1024 / 1024:.1f} MB; the limit is {MAX_UPLOAD_MB} MB.")
-
-
-def read_image_file(path: str | os.PathLike[str]) -> np.ndarray:
-    """An uploaded image as ``H x W x 3`` uint8 RGB, after the size limits; transparency becomes white.
-
-    The pixel size is checked from the header, before the pixels are decoded.
-    """
-    check_file_size(path, "The image")
-    try:
-        with Image.open(path) as opened:
-            check_image_size(*opened.size)
-            opened.load()
-            picture = opened
-            if picture.mode == "P":
-                picture = picture.convert("RGBA")
-            if picture.mode in ("RGBA", "LA", "PA") or "transparency" in picture.info:
-                rgba = picture.convert("RGBA")
-                white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-                picture = Image.alpha_composite(white, rgba)
-            return np.asarray(picture.convert("RGB")).copy()
-    except UnidentifiedImageError:
-        raise UIError("That file is not an image PIL can read (PNG, JPEG, WebP, ...).") from None
-    except Image.DecompressionBombError:
-        raise UIError(f"The image has too many pixels; the limit is {MAX_SIDE} pixels per side.") from None
-    except (OSError, ValueError, SyntaxError) as error:
-        raise UIError(f"Cannot read the image: {error}.") from None
 
 
 def display_size(height: int, width: int) -> tuple[int, int]:
@@ -242,6 +201,7 @@ class Session:
     editable_mask: np.ndarray | None = None  # restored from an instruction file (the page shows it as strokes)
     prompt: str = ""
     name: str = ""  # where the image came from, for messages
+    folder: Path | None = None  # the tab's folder on the server (workspace.SessionFolders), once one was needed
 
     # --- image
 
@@ -309,6 +269,8 @@ class Session:
         """Turn the painted region and the clicks into an operation, validated; clears the pending clicks."""
         image = self.require_image()
         names = point_names(op_type)
+        if len(self.operations) >= MAX_OPERATIONS:
+            raise UIError(f"An edit takes at most {MAX_OPERATIONS} operations; run these first, or remove one.")
         if region is None or not np.asarray(region).any():
             raise UIError("The handle region is empty: paint over the part of the image to move.")
         region = np.asarray(region, dtype=bool)
@@ -360,8 +322,11 @@ class Session:
                           "press Add operation.")
         if editable_mask is not None and not np.asarray(editable_mask).any():
             editable_mask = None
+        prompt = self.prompt if prompt is None else prompt
+        if len(prompt) > MAX_PROMPT_CHARS:
+            raise UIError(f"The prompt has {len(prompt)} characters; the limit is {MAX_PROMPT_CHARS}.")
         request = DragRequest(image=image, operations=tuple(self.operations), editable_mask=editable_mask,
-                              prompt=self.prompt if prompt is None else prompt)
+                              prompt=prompt)
         try:
             return validate_request(request)
         except InstructionError as error:
@@ -370,6 +335,9 @@ class Session:
     def restore(self, request: DragRequest, name: str = "") -> None:
         """Make the session hold ``request`` (loaded from an instruction file)."""
         check_image_size(request.image.shape[1], request.image.shape[0])
+        if len(request.operations) > MAX_OPERATIONS:
+            raise UIError(f"The instruction file has {len(request.operations)} operations; the page takes at most "
+                          f"{MAX_OPERATIONS}.")
         self.image = np.ascontiguousarray(request.image)
         self.operations = list(request.operations)
         self.points = []
@@ -451,28 +419,42 @@ class Settings:
                    seed, preset)
 
 
-def _whole(value: Any, label: str, minimum: int) -> int:
+def _number(value: Any, label: str) -> float:
+    """A number typed in the page (a float from Gradio, or text from a script calling the API)."""
     if value is None or (isinstance(value, str) and not value.strip()):
         raise UIError(f"{label}: enter a number.")
+    if isinstance(value, bool):
+        raise UIError(f"{label}: {value!r} is not a number.")
     try:
-        number = float(value)
+        return float(value)
     except (TypeError, ValueError):
-        raise UIError(f"{label}: {value!r} is not a number.") from None
-    if not number.is_integer() or number < minimum:
-        raise UIError(f"{label}: must be a whole number of at least {minimum}, got {value:g}.")
+        raise UIError(f"{label}: {_short(value)} is not a number.") from None
+    except OverflowError:  # an int of hundreds of digits
+        raise UIError(f"{label}: the number is too large.") from None
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _whole(value: Any, label: str, minimum: int, maximum: int) -> int:
+    number = _number(value, label)
+    if not (number.is_integer() and minimum <= number <= maximum):
+        raise UIError(f"{label}: must be a whole number from {minimum} to {maximum}, got {number:g}.")
     return int(number)
 
 
 def config_from_settings(base: EditConfig, settings: Settings) -> tuple[EditConfig, int]:
-    """The :class:`EditConfig` (``base`` with the page's settings) and the seed; messages name the field."""
-    steps = _whole(settings.steps, "Steps", 1)
-    pbsi = _whole(settings.pbsi_timesteps, "PBSI timesteps", 0)
-    iterations = _whole(settings.iterations, "K (Adam steps per timestep)", 1)
-    seed = _whole(settings.seed, "Seed", 0)
-    try:
-        learning_rate = float(settings.learning_rate)
-    except (TypeError, ValueError):
-        raise UIError(f"Learning rate: {settings.learning_rate!r} is not a number.") from None
+    """The :class:`EditConfig` (``base`` with the page's settings) and the seed; messages name the field.
+
+    Every number is checked, finite and within the page's bounds, before anything is derived from it.
+    """
+    steps = _whole(settings.steps, "Steps", 1, MAX_STEPS)
+    pbsi = _whole(settings.pbsi_timesteps, "PBSI timesteps", 0, MAX_PBSI_TIMESTEPS)
+    iterations = _whole(settings.iterations, "K (Adam steps per timestep)", 1, MAX_ITERATIONS)
+    seed = _whole(settings.seed, "Seed", 0, MAX_SEED)
+    learning_rate = _number(settings.learning_rate, "Learning rate")
     if not (math.isfinite(learning_rate) and learning_rate > 0):
         raise UIError(f"Learning rate: must be a positive number, got {learning_rate:g}.")
     try:
@@ -481,99 +463,3 @@ def config_from_settings(base: EditConfig, settings: Settings) -> tuple[EditConf
     except ConfigError as error:
         raise UIError(str(error)) from None
     return config, seed
-
-
-# --------------------------------------------------------------------------------------------------------
-# Instruction files: download (a .zip of the CLI's JSON + PNGs) and restore (that .zip, or JSON + PNGs)
-
-
-def new_folder(parent: str | os.PathLike[str], prefix: str) -> Path:
-    folder = Path(parent) / f"{prefix}-{secrets.token_hex(6)}"
-    folder.mkdir(parents=True)
-    return folder
-
-
-def write_instruction_archive(request: DragRequest, folder: str | os.PathLike[str],
-                              name: str = "instructions") -> Path:
-    """Write ``request`` with :func:`save_instructions` into ``folder/name/`` and zip that folder.
-
-    The archive holds ``name/instructions.json`` and its PNGs: unzipped, ``dragnext edit
-    name/instructions.json`` runs the same edit.
-    """
-    folder = Path(folder)
-    save_instructions(request, folder / name / "instructions.json")
-    archive = folder / f"{name}.zip"
-    with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_DEFLATED) as bundle:
-        for path in sorted((folder / name).iterdir()):
-            bundle.write(path, f"{name}/{path.name}")
-    return archive
-
-
-def _extract_archive(archive: Path, destination: Path) -> None:
-    """Extract a .zip refusing absolute paths, ``..``, links, too many files and too many bytes."""
-    try:
-        with zipfile.ZipFile(archive) as bundle:
-            members = [m for m in bundle.infolist() if not m.is_dir()]
-            if len(members) > MAX_ARCHIVE_MEMBERS:
-                raise UIError(f"The archive holds {len(members)} files; the limit is {MAX_ARCHIVE_MEMBERS}.")
-            if sum(m.file_size for m in members) > MAX_ARCHIVE_BYTES:
-                raise UIError(f"The archive unpacks to more than {MAX_ARCHIVE_BYTES // 1024 // 1024} MB.")
-            root = destination.resolve()
-            for member in members:
-                parts = Path(member.filename).parts
-                target = (destination / member.filename).resolve()
-                if member.filename.startswith(("/", "\\")) or ".." in parts or not target.is_relative_to(root):
-                    raise UIError(f"The archive holds an unsafe path: {member.filename!r}.")
-                if (member.external_attr >> 16) & 0o170000 == 0o120000:
-                    raise UIError(f"The archive holds a link: {member.filename!r}.")
-                target.parent.mkdir(parents=True, exist_ok=True)
-                with bundle.open(member) as source, open(target, "wb") as sink:
-                    shutil.copyfileobj(source, sink)
-    except zipfile.BadZipFile:
-        raise UIError("That .zip file is damaged or not a zip archive.") from None
-
-
-def _find_instruction_json(folder: Path) -> Path:
-    candidates = sorted(p for p in folder.rglob("*.json") if not any(part.startswith("__MACOSX") for part in p.parts))
-    if not candidates:
-        raise UIError("No instruction file (.json) found in the upload.")
-    if len(candidates) > 1:
-        named = [p for p in candidates if p.name == "instructions.json"]
-        if len(named) != 1:
-            raise UIError("The upload holds several .json files; upload one instruction file with its PNGs.")
-        return named[0]
-    return candidates[0]
-
-
-def read_instruction_upload(paths: Sequence[str | os.PathLike[str]] | str | os.PathLike[str],
-                            workdir: str | os.PathLike[str]) -> DragRequest:
-    """Load an uploaded instruction file: the .zip the page downloads, or a JSON file plus the PNGs it names."""
-    if isinstance(paths, (str, os.PathLike)):
-        paths = [paths]
-    paths = [Path(p) for p in paths if p]
-    if not paths:
-        raise UIError("Choose an instruction file: the .zip this page downloads, or a .json with its PNGs.")
-    for path in paths:
-        check_file_size(path, f"'{path.name}'")
-    folder = new_folder(workdir, "restore")
-    archives = [p for p in paths if p.suffix.lower() == ".zip"]
-    if archives:
-        if len(paths) > 1:
-            raise UIError("Upload either one .zip or a .json with its PNGs, not both.")
-        _extract_archive(archives[0], folder)
-    else:
-        names = [p.name for p in paths]
-        if len(set(names)) != len(names):
-            raise UIError("Two uploaded files have the same name.")
-        for path in paths:
-            shutil.copyfile(path, folder / path.name)
-    json_path = _find_instruction_json(folder)
-    try:
-        request = load_instructions(json_path)
-    except InstructionError as error:
-        message = str(error).replace(str(json_path.parent) + os.sep, "").replace(str(json_path), json_path.name)
-        if "does not exist" in message:
-            message += "; upload the .json together with the PNGs it names, or the .zip this page downloads"
-        raise UIError(message) from None
-    check_image_size(request.image.shape[1], request.image.shape[0])
-    return replace(request, source=json_path.name)
