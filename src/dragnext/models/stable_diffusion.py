@@ -175,6 +175,9 @@ class StableDiffusionBackbone(Backbone):
             p.data = p.data.float()
             p.requires_grad_(True)
         optimizer = torch.optim.AdamW(params, lr=config.lora_learning_rate)
+        # the adapter is trained in place: until training ends it belongs to no image, so a stopped or failed
+        # run (the UI's time limit) cannot leave half-trained weights under the previous image's key
+        self._lora_key = None
         self.unet.train()
         try:
             for step in range(config.lora_steps):
