@@ -68,8 +68,8 @@ def test_a_wider_tolerance_takes_similar_neighbours():
 @pytest.mark.parametrize("call, message", [
     (lambda im: select_region(im, []), "at least one click"),
     (lambda im: select_region(im, [(64, 3)]), "click: point (64, 3) lies outside the 64x64 image"),
-    (lambda im: select_region(im, [(float("nan"), 3)]), "outside"),
-    (lambda im: select_region(im, [("a", 3)]), "click: expected X,Y"),
+    (lambda im: select_region(im, [(float("nan"), 3)]), "click: coordinates must be finite numbers"),
+    (lambda im: select_region(im, [("a", 3)]), "click: expected [x, y] with two numbers"),
     (lambda im: select_region(im, [(3, 3)], tolerance=float("inf")), "tolerance"),
     (lambda im: select_region(im, [(3, 3)], tolerance=-1), "tolerance"),
     (lambda im: select_region(im, [(12, 15)], unclicks=[(13, 16)]), "take away everything"),

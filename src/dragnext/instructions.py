@@ -265,6 +265,12 @@ def _check_point(point: Any, where: str, image_shape: tuple[int, ...]) -> Point:
     return (x, y)
 
 
+def point_in_image(value: Any, where: str, image_shape: tuple[int, ...]) -> Point:
+    """``[x, y]`` from a user (a list, tuple or array of two numbers) as a float point inside the image, or the
+    one-line error validation gives: for clicks and other points that do not come with a request."""
+    return _check_point(_coerce_point(value, where), where, image_shape)
+
+
 def _rotation_degrees(handle: Point, target: Point, center: Point) -> float:
     """The signed angle from ``handle - center`` to ``target - center``, as geometry.signed_angle computes it."""
     ux, uy = handle[0] - center[0], handle[1] - center[1]

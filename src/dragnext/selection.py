@@ -26,7 +26,7 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 from scipy import ndimage
 
-from .instructions import InstructionError
+from .instructions import InstructionError, point_in_image
 
 DEFAULT_TOLERANCE = 10.0  # Delta E; scripts/measure_selection.py: 5-10 select 98% of the synthetic shapes
 _BLUR_PER_PIXEL_SIDE = 1.0 / 512  # Gaussian sigma (px) per pixel of the longer side: 1 px on a 512 px photo
@@ -35,18 +35,9 @@ _OUTSIDE_RING = 3  # px: how far out the "nearest colour outside" is looked for
 
 
 def _points(values: Iterable[Sequence[float]], name: str, shape: tuple[int, int]) -> list[tuple[int, int]]:
-    """(row, column) of (x, y) points inside the image, or an error naming the point."""
-    height, width = shape
-    points = []
-    for value in values:
-        try:
-            x, y = (float(v) for v in value)
-        except (TypeError, ValueError):
-            raise InstructionError(f"{name}: expected X,Y, got {value!r}") from None
-        if not (math.isfinite(x) and math.isfinite(y) and 0 <= x <= width - 1 and 0 <= y <= height - 1):
-            raise InstructionError(f"{name}: point ({x:g}, {y:g}) lies outside the {width}x{height} image")
-        points.append((int(round(y)), int(round(x))))
-    return points
+    """(row, column) of (x, y) points inside the image, or the error naming the point."""
+    points = [point_in_image(value, name, shape) for value in values]
+    return [(int(round(y)), int(round(x))) for x, y in points]
 
 
 def _lab(image: np.ndarray) -> np.ndarray:
