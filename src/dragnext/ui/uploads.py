@@ -114,12 +114,9 @@ def read_image_file(path: str | os.PathLike[str]) -> np.ndarray:
     try:
         if not transparent:
             return read_image(path, "image", "RGB", UI_LIMITS, name=path.name)
-        with Image.open(path, formats=IMAGE_FORMATS) as opened:
-            rgba = opened.convert("RGBA")
-    except InstructionError as error:
+        rgba = Image.fromarray(read_image(path, "image", "RGBA", UI_LIMITS, name=path.name), "RGBA")
+    except InstructionError as error:  # read_image turns corrupt data into one too
         raise UIError(f"{error}.") from None
-    except Exception as error:  # noqa: BLE001 - corrupt data: OSError, SyntaxError, struct.error, ...
-        raise UIError(f"Cannot read the image: {' '.join(str(error).split())[:120]}.") from None
     white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
     return np.asarray(Image.alpha_composite(white, rgba).convert("RGB")).copy()
 
