@@ -16,3 +16,16 @@ def failing_method(backbone, request, config, *, seed=0, progress=None) -> EditR
 
 def broken_sample() -> tuple:
     raise FileNotFoundError("image.png is missing")
+
+
+def interrupted_on_edit(number: int):
+    """A method that copies like :func:`copy_method` and raises KeyboardInterrupt at its ``number``-th edit."""
+    calls = []
+
+    def method(backbone, request, config, *, seed=0, progress=None) -> EditResult:
+        calls.append(request)
+        if len(calls) == number:
+            raise KeyboardInterrupt
+        return copy_method(backbone, request, config)
+
+    return method

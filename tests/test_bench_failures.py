@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from bench_doubles import broken_sample, copy_method, failing_method
+from bench_doubles import broken_sample, copy_method, failing_method, interrupted_on_edit
 from PIL import Image
 
 from dragnext.bench import cli as bench_cli
@@ -65,16 +65,8 @@ def test_every_failure_is_listed_in_failed_csv(tmp_path):
 
 
 def test_an_interrupt_keeps_every_finished_row_and_the_run_resumes(tmp_path):
-    calls = []
-
-    def interrupted_on_the_third_edit(backbone, request, config, *, seed=0, progress=None):
-        calls.append(request)
-        if len(calls) == 3:
-            raise KeyboardInterrupt
-        return copy_method(backbone, request, config)
-
     samples = [*synthetic_suite(1), Sample("broken", broken_sample)]
-    method = MethodSpec("copy", interrupted_on_the_third_edit, "default")
+    method = MethodSpec("copy", interrupted_on_edit(3), "default")
     with pytest.raises(KeyboardInterrupt):
         run_benchmark(BACKBONE, [samples[4], *samples[:4]], [method], {"copy": PAPER}, tmp_path, SSIMDistance(),
                       show_progress=False)
@@ -198,16 +190,8 @@ def test_the_exit_status_says_whether_pairs_failed(tmp_path, capsys, fake_model)
 
 def test_ctrl_c_in_the_command_keeps_the_rows_and_says_how_to_resume(tmp_path, capsys, fake_model, monkeypatch):
     suite = _instruction_folder(tmp_path / "suite")
-    calls = []
-
-    def interrupted_on_the_second_edit(backbone, request, config, *, seed=0, progress=None):
-        calls.append(request)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        return copy_method(backbone, request, config)
-
     monkeypatch.setattr(bench_cli, "resolve_methods",
-                        lambda names, fast=False: [MethodSpec("copy", interrupted_on_the_second_edit, "default")])
+                        lambda names, fast=False: [MethodSpec("copy", interrupted_on_edit(2), "default")])
     out = tmp_path / "out"
     assert bench("--suite", str(suite), "--out", str(out), "--quiet") == EXIT_INTERRUPTED
     assert "interrupted; the finished pairs are kept in" in capsys.readouterr().err
