@@ -665,3 +665,15 @@ def test_round_trip_of_a_real_drag100_sample(tmp_path: Path) -> None:
     assert requests_equal(loaded, request)
     assert loaded.operations[0].handle == tuple(float(v) for v in points[0])
     assert loaded.operations[0].target == tuple(float(v) for v in points[1])
+
+
+def test_a_loaded_request_lists_every_file_it_was_read_from(tmp_path):
+    image = np.zeros((16, 16, 3), dtype=np.uint8)
+    region = np.zeros((16, 16), dtype=bool)
+    region[4:8, 4:8] = True
+    request = DragRequest(image=image, operations=(make_operation("translate", region, (5, 5), (10, 10)),),
+                          editable_mask=np.ones((16, 16), dtype=bool))
+    path = save_instructions(request, tmp_path / "request" / "instructions.json")
+    files = load_instructions(path).files
+    assert files[0] == path
+    assert sorted(f.name for f in files[1:]) == sorted(p.name for p in path.parent.iterdir() if p != path)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import logging
 import os
 import secrets
@@ -108,15 +107,6 @@ def _same_file(a: Path, b: Path) -> bool:
         return os.path.samefile(a, b)
     except OSError:  # one of them does not exist (yet)
         return False
-
-
-def _request_inputs(instructions: Path) -> list[Path]:
-    """The files an instruction file made us read: itself, its image and its mask files (as load_instructions
-    resolves them: relative to the instruction file's folder)."""
-    document = json.loads(instructions.read_bytes().decode("utf-8-sig"))  # load_instructions has accepted it
-    names = [document.get("image"), document.get("editable_mask")]
-    names += [operation.get("region") for operation in document.get("operations", [])]
-    return [instructions, *(instructions.parent / name for name in names if isinstance(name, str))]
 
 
 def _checked_seed(seed: int) -> int:
@@ -279,7 +269,7 @@ def command_edit(args) -> int:
         request = load_instructions(args.instructions)
     except InstructionError as error:
         raise CliError(str(error), EXIT_BAD_INPUT) from None
-    inputs = _request_inputs(Path(args.instructions))
+    inputs = request.files
     output = _output_path(args.output, "-o/--output", inputs=inputs)
     preview = _output_path(args.preview, "--preview", inputs=inputs) if args.preview else None
     if preview is not None and _same_file(preview, output):

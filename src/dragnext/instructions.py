@@ -116,6 +116,8 @@ class DragRequest:
     editable_mask: np.ndarray | None = None  # H x W bool, True = may change; None = everything may change
     prompt: str = ""
     source: str | None = field(default=None, compare=False)  # the JSON file it came from, for messages
+    # every file it was read from, the JSON first (load_instructions), so a caller can refuse to overwrite one
+    files: tuple[Path, ...] = field(default=(), compare=False)
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -579,8 +581,11 @@ def load_instructions(
         _load_operation(op, f"operations[{i}]", base, root_path, image.shape, limits)
         for i, op in enumerate(raw_operations)
     )
+    named = [raw["image"], raw.get("editable_mask"), *(op["region"] for op in raw_operations)]
+    files = (path, *(_resolve(name, "", base, root_path) for name in named if isinstance(name, str)))
     request = DragRequest(
-        image=image, operations=operations, editable_mask=editable_mask, prompt=prompt, source=str(path)
+        image=image, operations=operations, editable_mask=editable_mask, prompt=prompt, source=str(path),
+        files=files,
     )
     return validate_request(request)
 
