@@ -3,8 +3,9 @@
 For vertex drags of the synthetic generator (seeds outside the benchmark's: 5000+), the input image is warped
 through the inverse of a displacement field (bilinear) and the shape recovered from the result is compared with
 the exact result (shape IoU, as the benchmark scores it). Rows: the rigid disc translation (the paper's reading),
-the field with ``geometry.deformation_radius`` (the preset), wider supports, and the field with the true
-polygon edge length as its support (what a support that followed the object could reach).
+the field with the region's own rule (``geometry.deformation_radius``), wider supports, the support read from
+the picture's corners (``support.deform_support``, the editor's), and the field with the true polygon edge
+length as its support (what a support that followed the object exactly would reach).
 
     python scripts/deformation_support.py [--scenes 40]
 """
@@ -15,6 +16,7 @@ import numpy as np
 import torch
 
 from dragnext import geometry
+from dragnext.support import deform_support
 from dragnext.ground_truth import random_edit
 from dragnext.metrics import iou, recover_shape_mask
 from dragnext.models.base import image_to_tensor, tensor_to_image
@@ -36,8 +38,10 @@ def main() -> None:
     def radius_of(edit, rule):
         op = edit.request.operations[0]
         length = float(np.linalg.norm(np.subtract(op.target, op.handle)))
-        if rule == "preset":
+        if rule == "the region":
             return geometry.deformation_radius(op.region, op.handle, op.target)
+        if rule == "the picture's corners":
+            return deform_support(edit.request.image, op)
         if rule == "2 drag lengths":
             return max(geometry.deformation_radius(op.region, op.handle, op.target), 2.0 * length)
         vertices = np.asarray(edit.scene.shapes[edit.shape_index].vertices)
@@ -58,7 +62,7 @@ def main() -> None:
         rigid = geometry.warp(image_to_tensor(edit.request.image), grid)
         rigid = torch.where(moved > 0, rigid, image_to_tensor(edit.request.image))
         results.setdefault("translated disc (paper)", []).append(score(edit, tensor_to_image(rigid)))
-        for rule in ("preset", "2 drag lengths", "true edge length"):
+        for rule in ("the region", "2 drag lengths", "the picture's corners", "true edge length"):
             source = geometry.deformation_source(points, op.handle, op.target, radius_of(edit, rule))
             results.setdefault(f"field, support: {rule}", []).append(score(edit, warped(edit.request.image, source)))
     for name, values in results.items():

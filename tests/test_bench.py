@@ -223,7 +223,7 @@ def test_method_settings_on_the_bundled_model():
     # the paper's settings, but for the 10th self-attention layer: the model has 7
     assert paper == PAPER.override(mutual_attention_start_layer=3)
     ours = specs["dragnext"].config(backbone)
-    assert ours.strength == 0.5 and ours.hard_mask and ours.start == "moved" and ours.deformation == "field"
+    assert ours.strength == 0.3 and ours.hard_mask and ours.start == "moved" and ours.deformation == "field"
     # user overrides apply to all, a method's defining settings win
     assert specs["ablation-pbsi4"].config(backbone, {"pbsi_timesteps": 2, "num_steps": 20}).pbsi_timesteps == 4
     assert specs["ablation-no-fill"].config(backbone, {"fill": "nearest"}).fill == "none"

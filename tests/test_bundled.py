@@ -45,7 +45,7 @@ def test_bundled_model_is_the_pixel_backbone_and_edits_with_its_own_preset(bundl
     config = DragEditor(bundled).config
     # the editor picks the preset by the backbone's name: the 64 px model's, not Stable Diffusion's
     assert config == preset("bundled") and config != preset("stable-diffusion")
-    assert (config.strength, config.mutual_attention_start_layer) == (0.5, 3)
+    assert (config.strength, config.mutual_attention_start_layer) == (0.3, 3)
 
 
 @pytest.mark.parametrize("seed", [11, 12])

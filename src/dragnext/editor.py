@@ -25,6 +25,7 @@ optimised timestep (:class:`RegionObjective`), so a rotation is not judged by wa
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -45,6 +46,7 @@ from .attention import (
 from .config import ConfigError, EditConfig, check_num_steps, check_seed, preset
 from .instructions import DragRequest, Operation, make_operation, validate_request
 from .models.base import Backbone
+from .support import with_supports
 
 logger = logging.getLogger(__name__)
 
@@ -99,6 +101,9 @@ class DragEditor:
         with torch.random.fork_rng(devices=[]), _timed(timings, "encode"):
             torch.manual_seed(seed)
             work = _to_working_size(request, backbone.size_multiple)
+            if config.deformation == "field":  # a deform's reach, read from the picture the model sees
+                work = with_supports(work)
+                request = _supports_from(work, request)
             editable = _editable_mask(work, config)
             latent0 = backbone.encode_image(work.image)
             conditioning = backbone.encode_prompt(request.prompt)
@@ -380,7 +385,7 @@ def check_config(backbone: Backbone, config: EditConfig) -> None:
 
 def _motion(op: Operation, eta: float, image_size, feature_size, device, deformation: str):
     moved, grid = geometry.region_motion(op.region, op.type, op.handle, op.target, op.center, eta, image_size,
-                                         feature_size, deformation)
+                                         feature_size, deformation, op.support)
     return moved.to(device)[None, None], grid.to(device)
 
 
@@ -405,10 +410,18 @@ def _editable_mask(request: DragRequest, config: EditConfig) -> np.ndarray:
         for eta in (0.25, 0.5, 0.75, 1.0):
             size = request.image.shape[:2]
             swept |= geometry.region_motion(op.region, op.type, op.handle, op.target, op.center, eta, size, size,
-                                            config.deformation)[0] > 0
+                                            config.deformation, op.support)[0] > 0
     radius = config.auto_editable_radius
     grown = F.max_pool2d(swept[None, None].float(), 2 * radius + 1, stride=1, padding=radius)[0, 0] > 0
     return grown.numpy()
+
+
+def _supports_from(work: DragRequest, request: DragRequest) -> DragRequest:
+    """``request`` with the deform supports found on ``work`` (its working-size copy), in its own pixels."""
+    scale = (request.image.shape[0] * request.image.shape[1] / (work.image.shape[0] * work.image.shape[1])) ** 0.5
+    operations = tuple(op if done.support is None else dataclasses.replace(op, support=done.support * scale)
+                       for op, done in zip(request.operations, work.operations, strict=True))
+    return dataclasses.replace(request, operations=operations)
 
 
 def _to_working_size(request: DragRequest, multiple: int) -> DragRequest:
@@ -429,7 +442,8 @@ def _to_working_size(request: DragRequest, multiple: int) -> DragRequest:
     image = np.asarray(Image.fromarray(request.image).resize((new_w, new_h), Image.LANCZOS))
     operations = tuple(
         Operation(type=op.type, region=mask(op.region), handle=point(op.handle), target=point(op.target),
-                  center=point(op.center), polygon=op.polygon)
+                  center=point(op.center), polygon=op.polygon,
+                  support=None if op.support is None else op.support * (sx * sy) ** 0.5)
         for op in request.operations
     )
     return DragRequest(image=image, operations=operations, editable_mask=mask(request.editable_mask),

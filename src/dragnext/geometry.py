@@ -260,20 +260,21 @@ def moved_mask(mask, matrix: np.ndarray, feature_size: Size, threshold: float | 
 
 def region_motion(
     mask, op_type: str, handle, target, center, eta: float, image_size: Size, feature_size: Size,
-    deformation: str = "field",
+    deformation: str = "field", support: float | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(moved mask [h, w], inverse grid [1, h, w, 2]) of one drag at eta: what every drag type provides.
 
     The moved mask is where the drag puts content: the moved region for the affine types; for a ``deform``
     with ``deformation="field"`` the whole support disc of the field (it maps onto itself), whose inverse grid
-    is the identity outside the disc. ``deformation="translate"`` is the paper's reading (module docstring).
+    is the identity outside the disc, of radius ``support`` (default: :func:`deformation_radius` of the region).
+    ``deformation="translate"`` is the paper's reading (module docstring).
     """
     if tuple(np.shape(mask)) != tuple(image_size):
         raise ValueError(f"mask shape {tuple(np.shape(mask))} does not match image_size {tuple(image_size)}")
     if deformation not in DEFORMATIONS:
         raise ValueError(f"deformation must be one of {', '.join(DEFORMATIONS)}, got {deformation!r}")
     if op_type == "deform" and deformation == "field":
-        return _field_motion(mask, handle, target, eta, image_size, feature_size)
+        return _field_motion(mask, handle, target, eta, image_size, feature_size, support)
     matrix = motion_matrix(op_type, handle, target, center, eta)
     moved = moved_mask(mask, matrix, feature_size)
     grid = inverse_grid(matrix, image_size, feature_size, dtype=moved.dtype, device=moved.device)
@@ -336,8 +337,9 @@ def deformation_source(points, handle, target, radius: float, eta: float = 1.0, 
     return source
 
 
-def _field_motion(mask, handle, target, eta: float, image_size: Size, feature_size: Size):
-    radius = deformation_radius(mask, handle, target)
+def _field_motion(mask, handle, target, eta: float, image_size: Size, feature_size: Size,
+                  support: float | None = None):
+    radius = deformation_radius(mask, handle, target) if support is None else float(support)
     centers = feature_pixel_centers(image_size, feature_size)
     source = deformation_source(centers, handle, target, radius, eta)
     grid = torch.as_tensor(image_to_normalized(source, image_size), dtype=torch.float32)[None]

@@ -107,6 +107,8 @@ class Operation:
     target: Point  # (x, y) pixels
     center: Point | None = None  # required for rotate and scale
     polygon: tuple[Point, ...] | None = None  # set when the region was given inline as a polygon
+    # a deform's field support radius in pixels; None: the editor reads it from the picture (support.py)
+    support: float | None = None
 
 
 @dataclass(frozen=True, eq=False)

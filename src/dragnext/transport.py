@@ -43,7 +43,7 @@ def motions(operations: tuple[Operation, ...], image_size: geometry.Size, size: 
     found = []
     for op in operations:
         moved, grid = geometry.region_motion(op.region, op.type, op.handle, op.target, op.center, 1.0, image_size,
-                                             size, deformation)
+                                             size, deformation, op.support)
         source = geometry.resize_mask(op.region, size) >= 0.5
         found.append(Motion(source=source, moved=moved > 0, grid=grid))
     return found

@@ -11,6 +11,7 @@ from ..instructions import DragRequest
 from ..metrics import image_fidelity, score_edit
 from ..models.base import image_to_tensor, tensor_to_image
 from ..perceptual import PerceptualDistance
+from ..support import with_supports
 
 IF_KEYS = ("if_ed", "if_hh", "if_th")
 TRUTH_KEYS = ("psnr", "ssim", "psnr_shape", "psnr_vacated", "iou", "iou_unedited", "centroid_error")
@@ -23,6 +24,7 @@ def edit_regions(request: DragRequest) -> tuple[np.ndarray, np.ndarray, np.ndarr
     image's own resolution, bilinear; a later operation is drawn over an earlier one. A ``deform`` arrives as the
     displacement field moves it (the design's reading), whichever deformation the scored method used.
     """
+    request = with_supports(request)  # a deform's reach read from the picture, as the editor reads it
     size = request.image.shape[:2]
     pixels = image_to_tensor(request.image)
     arrived = pixels.clone()
@@ -30,7 +32,7 @@ def edit_regions(request: DragRequest) -> tuple[np.ndarray, np.ndarray, np.ndarr
     moved_all = np.zeros(size, dtype=bool)
     for op in request.operations:
         moved, grid = geometry.region_motion(op.region, op.type, op.handle, op.target, op.center, 1.0, size, size,
-                                             deformation="field")
+                                             deformation="field", support=op.support)
         inside = moved > 0
         arrived = torch.where(inside[None, None], geometry.warp(pixels, grid, padding="border"), arrived)
         handle |= np.asarray(op.region, dtype=bool)
