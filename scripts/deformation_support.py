@@ -16,10 +16,10 @@ import numpy as np
 import torch
 
 from dragnext import geometry
-from dragnext.support import deform_support
 from dragnext.ground_truth import random_edit
 from dragnext.metrics import iou, recover_shape_mask
 from dragnext.models.base import image_to_tensor, tensor_to_image
+from dragnext.support import deform_support
 
 
 def warped(image: np.ndarray, source: np.ndarray) -> np.ndarray:

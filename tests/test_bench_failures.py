@@ -19,11 +19,12 @@ import torch
 from bench_doubles import broken_sample, copy_method, failing_method, interrupted_on_edit
 from PIL import Image
 
-from dragnext.bench import cli as bench_cli
-from dragnext.bench.cli import EXIT_INTERRUPTED, EXIT_SOME_FAILED, add_bench_parser
 from dragnext.bench.methods import MethodSpec
 from dragnext.bench.runner import FAILED, RESULTS, read_results, run_benchmark
 from dragnext.bench.suites import Sample, load_suite, synthetic_suite
+from dragnext.cli import bench as bench_cli
+from dragnext.cli.bench import add_bench_parser
+from dragnext.cli.common import EXIT_INTERRUPTED, EXIT_SOME_FAILED
 from dragnext.config import PAPER
 from dragnext.ground_truth import random_edit
 from dragnext.instructions import save_instructions

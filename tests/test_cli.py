@@ -214,3 +214,59 @@ def test_a_feature_block_the_model_lacks_exits_2(instructions, out_dir, tiny_sd,
     assert status == 2, err
     assert err.startswith("dragnext: error: feature_blocks") and len(err.strip().splitlines()) == 1
     assert not output.exists()
+
+
+# ------------------------------------------------------------------------------------------------ batch edits
+
+
+def test_a_batch_edits_each_file_into_the_folder_and_reports_what_it_reused(tiny_sd, tmp_path, capsys):
+    first = write_instructions(tmp_path / "one")
+    second = tmp_path / "one" / "again.json"  # the same picture, other points
+    document = json.loads(first.read_text())
+    document["operations"][0]["target"] = [12, 12]
+    second.write_text(json.dumps(document))
+    other = write_instructions(tmp_path / "two")
+    other = other.rename(other.with_name("other.json"))
+    out = tmp_path / "out"
+    status = main(["edit", str(first), str(second), str(other), "-o", f"{out}/", "--previews",
+                   "--model", str(tiny_sd.folder), *SMALL_FLAGS[:-1]])
+    captured = capsys.readouterr()
+    assert status == 0, captured.err
+    assert sorted(p.name for p in out.iterdir()) == ["again-preview.png", "again.png", "failed.csv",
+                                                     "instructions-preview.png", "instructions.png",
+                                                     "other-preview.png", "other.png"]
+    assert f"reused the inversion and lora of {first}" in captured.out
+    assert "3 files edited" in captured.out
+
+
+def test_a_batch_goes_on_past_a_file_that_fails_and_exits_3(tiny_sd, tmp_path, capsys):
+    good = write_instructions(tmp_path / "good")
+    broken = tmp_path / "broken.json"
+    broken.write_text("{not json")
+    out = tmp_path / "out"
+    status = main(["edit", str(tmp_path / "*" / "*.json"), str(broken), "-o", str(out), "--model",
+                   str(tiny_sd.folder), *SMALL_FLAGS])
+    captured = capsys.readouterr()
+    assert status == 3
+    assert f"dragnext: {broken}:" in captured.err and "1 failed" in captured.err
+    assert (out / f"{good.stem}.png").is_file()
+    assert str(broken) in (out / "failed.csv").read_text()
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--preview", "p.png"], "--preview: a batch writes one preview per file; use --previews"),
+    (["-o", "FILE"], "is a file; a batch writes into a folder"),
+])
+def test_a_batch_refuses_what_cannot_work_before_loading_the_model(tmp_path, capsys, extra, message):
+    one, two = write_instructions(tmp_path / "a"), write_instructions(tmp_path / "b")
+    two = two.rename(two.with_name("b.json"))
+    (tmp_path / "FILE").write_text("")
+    extra = [str(tmp_path / "FILE") if item == "FILE" else item for item in extra]
+    output = [] if "-o" in extra else ["-o", str(tmp_path / "out")]
+    status = main(["edit", str(one), str(two), *output, *extra, "--model", "/nonexistent/folder", "--quiet"])
+    assert status == 2 and message in capsys.readouterr().err
+
+
+def test_previews_are_for_a_batch(instructions, out_dir, capsys):
+    status = main(["edit", str(instructions), "-o", str(out_dir / "x.png"), "--previews", "--quiet"])
+    assert status == 2 and "--previews: only for a batch" in capsys.readouterr().err

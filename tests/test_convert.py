@@ -24,13 +24,11 @@ import pytest
 from PIL import Image
 
 from dragnext.bench import convert as convert_module
-from dragnext.bench.cli import EXIT_SOME_FAILED
 from dragnext.bench.convert import (
     ALLOWED_GLOBALS,
     ConversionError,
     ConversionReport,
     UnsafePickleError,
-    add_convert_parser,
     convert,
     convert_drag100,
     convert_dragbench,
@@ -38,6 +36,8 @@ from dragnext.bench.convert import (
     find_samples,
     load_dragbench_meta,
 )
+from dragnext.cli.common import EXIT_SOME_FAILED
+from dragnext.cli.convert import add_convert_parser
 from dragnext.instructions import InstructionError, load_instructions
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"

@@ -79,15 +79,46 @@ def test_v2s_passes_and_the_optimisation_that_stops_where_the_start_already_meet
     ours = DragEditor(bundled, BUNDLED.override(num_steps=10, iterations=3))(edit.request)
     steps = ours.config.inversion_steps
     assert ours.config.pbsi_timesteps == 2 and "start" in ours.timings
-    # timestep 1: the moved start is its own target, the loss is zero and one iteration ends it
+    # timestep 1: the moved start is its own target, the loss is exactly zero: no pass is spent on it
     assert ours.loss_history[0] == [0.0]
     # timestep 2: the denoised latent has left the moved trajectory, and is pulled back
     second = ours.loss_history[1]
     assert len(second) == 3 and second[0] > 0 and second[-1] < second[0]
-    # inversion and the denoising pair per step; per timestep the start's features, then the iterations
-    iterations = sum(len(h) for h in ours.loss_history)
+    # inversion and the denoising pair per step; at timestep 2 the start's features, then the iterations
     assert (ours.passes.forward, ours.passes.truncated_forward, ours.passes.backward) == (
-        3 * steps, 2 + iterations, iterations)
+        3 * steps, 1 + len(second), len(second))
+
+
+def test_skipping_the_zero_loss_timestep_changes_nothing_but_the_passes(bundled, monkeypatch):
+    from dragnext import editor
+
+    edit = random_edit(ROTATE_SEED, "rotate")
+    config = BUNDLED.override(num_steps=10, iterations=3)
+    skipped = DragEditor(bundled, config)(edit.request)
+    monkeypatch.setattr(editor, "_at_its_own_target", lambda *args: False)
+    spent = DragEditor(bundled, config)(edit.request)
+    # the skipped timestep costs its target features, one iteration's forward and backward
+    assert spent.passes.truncated_forward - skipped.passes.truncated_forward == 2
+    assert spent.passes.backward - skipped.passes.backward == 1
+    assert spent.loss_history == skipped.loss_history
+    np.testing.assert_array_equal(spent.image, skipped.image)
+
+
+def test_the_zero_loss_skip_holds_only_where_the_gradient_is_zero():
+    from dragnext.editor import _at_its_own_target
+
+    latent = torch.ones(1, 3, 4, 4)
+    mask = torch.zeros(1, 1, 4, 4)
+    mask[..., :2, :] = 1.0
+    moved_outside = latent.clone()
+    moved_outside[..., 3, 3] = 2.0  # the start differs from the unedited latent outside the editable mask
+    soft = BUNDLED.override(hard_mask=False, lambda_editable=0.1)
+    assert _at_its_own_target(latent, latent, mask, soft, 0)
+    assert not _at_its_own_target(moved_outside, latent, mask, soft, 0)  # the regulariser pulls it back
+    assert _at_its_own_target(moved_outside, latent, mask, soft.override(hard_mask=True), 0)
+    assert not _at_its_own_target(latent, latent, mask, soft, 1)
+    assert not _at_its_own_target(latent, latent, mask, soft.override(loss_target="by-type"), 0)
+    assert not _at_its_own_target(latent, latent, mask, soft.override(start="unedited"), 0)
 
 
 def test_the_paper_preset_runs_pbsi_from_the_unedited_latent(bundled):

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dragnext import cli
-from dragnext.cli import CliError, main
+from dragnext.cli import common, main, outputs
+from dragnext.cli.common import CliError
 from dragnext.config import EditConfig
 from dragnext.demo import example_edits, run_demo
 from dragnext.editor import EditResult, PassCounts
@@ -21,7 +21,7 @@ from dragnext.instructions import save_instructions
 
 # A model that does not exist: a command that got as far as loading it would exit 1, not 2.
 NO_MODEL = "/nonexistent/model/folder"
-FEW_STEPS = ["--steps", "4", "--iterations", "1"]  # a bundled-model edit in a few seconds
+FEW_STEPS = ["--steps", "4", "--pbsi-timesteps", "1", "--iterations", "1"]  # a bundled-model edit in a few seconds
 
 
 def write_request(folder: Path, name: str = "instructions.json") -> Path:
@@ -137,11 +137,11 @@ def fail_when_moving_to(name: str, monkeypatch) -> None:
             raise OSError(28, "No space left on device", str(destination))
         return real_replace(source, destination)
 
-    monkeypatch.setattr(cli.os, "replace", replace)
+    monkeypatch.setattr(outputs.os, "replace", replace)
 
 
 def test_output_and_preview_are_both_written(out_dir):
-    cli._write_pngs_together(pictures(out_dir))
+    outputs.write_pngs_together(pictures(out_dir))
     assert sorted(p.name for p in out_dir.iterdir()) == ["edited.png", "preview.png"]
     assert np.asarray(Image.open(out_dir / "preview.png")).shape == (4, 9, 3)
 
@@ -149,7 +149,7 @@ def test_output_and_preview_are_both_written(out_dir):
 def test_when_the_second_move_fails_the_first_is_undone(out_dir, monkeypatch):
     fail_when_moving_to("preview.png", monkeypatch)
     with pytest.raises(OSError, match="No space left"):
-        cli._write_pngs_together(pictures(out_dir))
+        outputs.write_pngs_together(pictures(out_dir))
     assert list(out_dir.iterdir()) == []  # no output, no staged or kept files
 
 
@@ -157,7 +157,7 @@ def test_when_the_second_move_fails_a_previous_output_is_restored(out_dir, monke
     (out_dir / "edited.png").write_bytes(b"the previous edit")
     fail_when_moving_to("preview.png", monkeypatch)
     with pytest.raises(OSError):
-        cli._write_pngs_together(pictures(out_dir))
+        outputs.write_pngs_together(pictures(out_dir))
     assert [p.name for p in out_dir.iterdir()] == ["edited.png"]
     assert (out_dir / "edited.png").read_bytes() == b"the previous edit"
 
@@ -167,7 +167,7 @@ def test_when_staging_the_second_fails_nothing_is_written(out_dir, tmp_path):
     preview = next(p for p in chosen if p.name == "preview.png")
     chosen[tmp_path / "gone" / "preview.png"] = chosen.pop(preview)
     with pytest.raises(OSError):
-        cli._write_pngs_together(chosen)
+        outputs.write_pngs_together(chosen)
     assert list(out_dir.iterdir()) == []
 
 
@@ -204,7 +204,7 @@ def test_demo_creates_no_folder_when_it_fails_later(tmp_path, monkeypatch, capsy
     def no_model(*args, **kwargs):
         raise CliError("the model could not be loaded")
 
-    monkeypatch.setattr(cli, "load_model", no_model)
+    monkeypatch.setattr(common, "load_model", no_model)
     status = main(["demo", "-o", str(tmp_path / "out" / "demo.png"), "--quiet"])
     assert status == 1, capsys.readouterr().err
     assert not (tmp_path / "out").exists()

@@ -4,7 +4,7 @@
   file), with and without an upload root, gives a valid :class:`DragRequest` or an ``InstructionError``
   with a one-line message: never another exception, never a hang (each load runs under a time guard, and
   the paths it may name include a FIFO and a folder).
-- :func:`dragnext.cli.parse_override`: any ``--set`` text gives ``(key, value)`` or a ``CliError``.
+- :func:`dragnext.cli.common.parse_override`: any ``--set`` text gives ``(key, value)`` or a ``CliError``.
 
 Example counts are bounded so the whole file runs in a few seconds.
 """
@@ -25,7 +25,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from dragnext.cli import CliError, parse_override
+from dragnext.cli.common import CliError, parse_override
 from dragnext.config import EditConfig
 from dragnext.instructions import (
     OPERATION_TYPES,

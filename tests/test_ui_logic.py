@@ -603,13 +603,13 @@ def test_only_app_py_imports_gradio():
     importing = sorted(str(p.relative_to(source)) for p in source.rglob("*.py")
                        if "import gradio" in p.read_text() or "from gradio" in p.read_text())
     assert importing == ["ui/app.py"]
-    code = ("import sys, dragnext.ui, dragnext.ui.session, dragnext.ui.runner, dragnext.ui.cli\n"
+    code = ("import sys, dragnext.ui, dragnext.ui.session, dragnext.ui.runner, dragnext.cli.ui\n"
             "assert 'gradio' not in sys.modules and 'torch' not in sys.modules, 'imported too much'\n")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
 
 
 def parse_ui(argv: list[str]) -> argparse.Namespace:
-    from dragnext.ui.cli import add_ui_parser
+    from dragnext.cli.ui import add_ui_parser
 
     parser = argparse.ArgumentParser(prog="dragnext")
     add_ui_parser(parser.add_subparsers(dest="command"))

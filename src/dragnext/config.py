@@ -36,6 +36,9 @@ MAX_EDITABLE_RADIUS = 4096  # pixels; a radius past the image's sides already co
 SEED_LIMIT = 2**63  # seeds are in [0, 2**63): a non-negative signed 64-bit integer, which every consumer takes
 
 BUNDLED_DIR = Path(__file__).resolve().parent / "models" / "bundled"  # the model shipped with the package
+# The Stable Diffusion model of `dragnext edit` and StableDiffusionBackbone.from_pretrained when none is named;
+# here rather than in models/ so that the CLI can show it without importing torch.
+DEFAULT_MODEL_ID = "stable-diffusion-v1-5/stable-diffusion-v1-5"
 MAX_MODEL_CONFIG_BYTES = 1 << 20  # a diffusers config.json is a few kB; refuse to read a huge one
 
 
@@ -237,6 +240,10 @@ PRESETS: dict[str, dict[str, EditConfig]] = {
     "stable-diffusion": {"default": STABLE_DIFFUSION, "paper": PAPER},
     "bundled": {"default": BUNDLED, "paper": PAPER.override(mutual_attention_start_layer=3)},
 }
+
+# --fast (`dragnext bench --fast`, the UI's hidden --fast of its browser test): few steps, for smoke tests and
+# trying things out, applied over a preset; rougher than the preset's results.
+FAST_SETTINGS: dict[str, Any] = {"num_steps": 20, "iterations": 3, "lora_steps": 8}
 
 
 def preset(backbone_name: str, name: str = "default") -> EditConfig:

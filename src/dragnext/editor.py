@@ -30,6 +30,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -73,10 +74,25 @@ class EditResult:
     loss_history: list[list[float]] = field(default_factory=list)  # per PBSI timestep, per iteration
     working_size: tuple[int, int] = (0, 0)  # (height, width) the model ran at
     editable_mask: np.ndarray | None = None  # the mask actually used (given, or derived from the regions)
+    reused: tuple[str, ...] = ()  # work an EditSession did not repeat: "inversion", "lora"
 
     @property
     def seconds(self) -> float:
         return sum(self.timings.values())
+
+
+@dataclass(frozen=True)
+class Inverted:
+    """An image's latent, its prompt's conditioning and its DDIM trajectory (clean latent first)."""
+
+    latent0: torch.Tensor
+    conditioning: Any
+    trajectory: list[torch.Tensor]
+    reused: tuple[str, ...] = ()
+
+
+def uses_lora(backbone: Backbone, config: EditConfig) -> bool:
+    return config.lora and backbone.supports_lora and config.lora_steps > 0
 
 
 class DragEditor:
@@ -98,39 +114,22 @@ class DragEditor:
         passes = PassCounts()
         backbone = self.backbone
 
-        with torch.random.fork_rng(devices=[]), _timed(timings, "encode"):
-            torch.manual_seed(seed)
+        with _timed(timings, "encode"):
             work = _to_working_size(request, backbone.size_multiple)
             if config.deformation == "field":  # a deform's reach, read from the picture the model sees
                 work = with_supports(work)
                 request = _supports_from(work, request)
             editable = _editable_mask(work, config)
-            latent0 = backbone.encode_image(work.image)
-            conditioning = backbone.encode_prompt(request.prompt)
 
-        # 2. identity-preserving LoRA
-        with torch.random.fork_rng(devices=[]), _timed(timings, "lora"):
-            torch.manual_seed(seed)
-            if config.lora and backbone.supports_lora and config.lora_steps > 0:
-                spent = backbone.finetune_lora(work.image, request.prompt, config, report)
-                passes.forward += spent
-                passes.backward += spent
-            else:
-                backbone.disable_lora()
+        # 2-3. encoding, the identity-preserving LoRA, DDIM inversion (an EditSession reuses them)
+        inverted = self._invert(work, request.prompt, config, seed, report, passes, timings)
+        latent0, conditioning, trajectory = inverted.latent0, inverted.conditioning, inverted.trajectory
 
-        # 3. DDIM inversion
         from diffusers import DDIMScheduler
 
         scheduler = DDIMScheduler.from_config(backbone.scheduler_config)
         scheduler.set_timesteps(config.num_steps, device=backbone.device)
         steps = config.inversion_steps
-
-        def inverted_one_step(done: int) -> None:
-            passes.forward += 1
-            report("inversion", done, steps)
-
-        with _timed(timings, "inversion"):
-            trajectory = ddim_invert(backbone, latent0, conditioning, config, inverted_one_step)
 
         # 4. the start: the inverted latent (paper), or every region already at its target pose, the area it
         # vacated filled (v2)
@@ -187,7 +186,39 @@ class DragEditor:
         return EditResult(
             image=np.ascontiguousarray(output_image, dtype=np.uint8), config=config, timings=timings,
             passes=passes, loss_history=losses, working_size=work.image.shape[:2], editable_mask=full_mask,
+            reused=inverted.reused,
         )
+
+    def _invert(self, work: DragRequest, prompt: str, config: EditConfig, seed: int, report: ProgressCallback,
+                passes: PassCounts, timings: dict[str, float]) -> Inverted:
+        """Steps 2-3 of an edit: the image's latent, the prompt's conditioning, the LoRA and the inversion."""
+        backbone = self.backbone
+        with torch.random.fork_rng(devices=[]), _timed(timings, "encode"):
+            torch.manual_seed(seed)
+            latent0 = backbone.encode_image(work.image)
+            conditioning = backbone.encode_prompt(prompt)
+        self._fit_lora(work.image, prompt, config, seed, report, passes, timings)
+        steps = config.inversion_steps
+
+        def inverted_one_step(done: int) -> None:
+            passes.forward += 1
+            report("inversion", done, steps)
+
+        with _timed(timings, "inversion"):
+            trajectory = ddim_invert(backbone, latent0, conditioning, config, inverted_one_step)
+        return Inverted(latent0, conditioning, trajectory)
+
+    def _fit_lora(self, image: np.ndarray, prompt: str, config: EditConfig, seed: int, report: ProgressCallback,
+                  passes: PassCounts, timings: dict[str, float]) -> None:
+        """Fit (or load from its caches) the identity-preserving LoRA, or switch LoRA off."""
+        with torch.random.fork_rng(devices=[]), _timed(timings, "lora"):
+            torch.manual_seed(seed)
+            if uses_lora(self.backbone, config):
+                spent = self.backbone.finetune_lora(image, prompt, config, report)
+                passes.forward += spent
+                passes.backward += spent
+            else:
+                self.backbone.disable_lora()
 
     def moved_latent(self, latent, work: DragRequest, config: EditConfig) -> torch.Tensor:
         """``latent`` with every operation's content at its target pose and the vacated area filled
@@ -210,6 +241,8 @@ class DragEditor:
                   timestep_index: int, passes: PassCounts) -> tuple[torch.Tensor, list[float]]:
         """Latent Region Optimisation at one timestep: up to K Adam steps of the LRO loss on the latent."""
         backbone = self.backbone
+        if _at_its_own_target(latent, reference_latent, latent_mask, config, timestep_index):
+            return latent, [0.0]
         image_size = work.image.shape[:2]
         feature_size = config.feature_size(image_size)
         blocks = config.feature_blocks
@@ -250,6 +283,21 @@ class DragEditor:
             if _stalled(history, config.early_stop):
                 break
         return z.detach(), history
+
+
+def _at_its_own_target(latent, reference_latent, latent_mask, config: EditConfig, timestep_index: int) -> bool:
+    """Whether the loss at this timestep is exactly zero with a zero gradient, so optimising would change nothing.
+
+    At the first timestep a moved start *is* the target of the ``start`` objective: its features equal the
+    targets, the L1 term and its gradient are 0, and the regulariser is 0 too unless the start differs from the
+    unedited latent outside the editable mask (where a hard mask zeroes the gradient anyway). Adam moves nothing
+    on a zero gradient, so the passes (target features, one forward and backward) are skipped, not spent.
+    """
+    if not (timestep_index == 0 and config.start == "moved" and config.loss_target == "start"):
+        return False
+    if config.hard_mask or config.lambda_editable == 0:
+        return True
+    return not bool(((latent - reference_latent) * (1.0 - latent_mask)).any())
 
 
 # UNet features follow translations of the content (convolutions), not rotations, scalings (receptive fields do

@@ -377,6 +377,16 @@ def _check_operation_count(count: int, limits: Limits) -> None:
         raise _error("operations", f"{count} operations, more than the limit of {limits.max_operations}")
 
 
+def check_image(image: Any) -> np.ndarray:
+    """``image`` if it is a non-empty H x W x 3 uint8 RGB array; else :class:`InstructionError`."""
+    if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        got = f"{image.dtype} array of shape {image.shape}" if isinstance(image, np.ndarray) else type(image).__name__
+        raise _error("image", f"expected an H x W x 3 uint8 RGB array, got {got}")
+    if image.shape[0] == 0 or image.shape[1] == 0:
+        raise _error("image", f"image is empty ({_size_text(image.shape)})")
+    return image
+
+
 def validate_request(request: DragRequest, *, limits: Limits | None = None) -> DragRequest:
     """Check a request completely; raise :class:`InstructionError` (one line, naming the field) if wrong.
 
@@ -387,12 +397,7 @@ def validate_request(request: DragRequest, *, limits: Limits | None = None) -> D
     """
     if not isinstance(request, DragRequest):
         raise _error("request", f"expected a DragRequest, got {type(request).__name__}")
-    image = request.image
-    if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-        got = f"{image.dtype} array of shape {image.shape}" if isinstance(image, np.ndarray) else type(image).__name__
-        raise _error("image", f"expected an H x W x 3 uint8 RGB array, got {got}")
-    if image.shape[0] == 0 or image.shape[1] == 0:
-        raise _error("image", f"image is empty ({_size_text(image.shape)})")
+    image = check_image(request.image)
     if limits is not None:
         check_image_size(image.shape[1], image.shape[0], "image", limits)
     if not isinstance(request.prompt, str):

@@ -68,11 +68,11 @@ class Limits:
 DEFAULT_LIMITS = Limits()
 
 # The web UI serves anyone who can reach the page and shares one edit queue, so it is stricter: 4096 px
-# matches its upload limit, 16 M pixels keeps one upload under ~50 MB decoded, and 16 operations keep one
-# request from holding the queue for long.
+# matches its upload limit, a 4096 x 4096 square (16.8 M pixels) keeps one upload under ~50 MB decoded, and 16
+# operations keep one request from holding the queue for long.
 UI_LIMITS = Limits(
     max_side=4096,
-    max_pixels=16_000_000,
+    max_pixels=4096 * 4096,  # a square at the side limit passes
     max_json_bytes=2 * 1024 * 1024,
     max_operations=16,
     max_polygon_points=4096,

@@ -34,7 +34,6 @@ Choices made here:
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import csv
 import importlib
@@ -48,7 +47,6 @@ import re
 import reprlib
 import secrets
 import shutil
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cache
@@ -57,11 +55,9 @@ from typing import Any
 
 import numpy as np
 
-from ..cli import EXIT_BAD_INPUT, EXIT_FAILURE
 from ..files import write_text_atomic
 from ..instructions import DragRequest, InstructionError, make_operation, save_instructions, validate_request
 from ..limits import DEFAULT_LIMITS, read_image, read_limited_bytes
-from .cli import EXIT_INTERRUPTED, EXIT_SOME_FAILED
 
 logger = logging.getLogger(__name__)
 
@@ -561,63 +557,3 @@ def convert(
     if dataset not in DATASETS:
         raise ConversionError(f"dataset: {dataset!r} is not one of {', '.join(DATASETS)}")
     return _convert(dataset, root, out, radius)
-
-
-# --------------------------------------------------------------------------------------------------------
-# Command line
-
-
-CONVERT_EXIT_STATUS = f"""exit status:
-  0    every sample was converted
-  {EXIT_SOME_FAILED}    some samples failed, the others were converted; the failed ones are listed, one line each,
-       on stderr and in OUT/<dataset>/{FAILED_NAME} (sample, reason)
-  {EXIT_BAD_INPUT}    the input is unusable: no samples, a bad option, an output folder that cannot be written,
-       or every sample failed
-  {EXIT_FAILURE}    writing a converted sample failed (disk full, ...); the samples written before stay whole
-  {EXIT_INTERRUPTED}  interrupted (Ctrl-C); the samples written before stay whole, no partial folder is left"""
-
-
-def _printable(name: str) -> str:
-    """A sample name on one terminal line, even if its folder name holds a newline or control characters."""
-    return name if name.isprintable() else ascii(name)
-
-
-def command_convert(args: argparse.Namespace) -> int:
-    """``dragnext convert``: each failed sample on a line of stderr, then a one-line summary with the counts on
-    stdout; the exit status is described by :data:`CONVERT_EXIT_STATUS`."""
-    try:
-        report = convert(args.dataset, args.root, args.out, args.radius)
-    except InstructionError as error:
-        print(f"dragnext: error: {error}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except OSError as error:
-        print(f"dragnext: error: cannot write {error.filename or args.out}: {error.strerror or error}", file=sys.stderr)
-        return EXIT_FAILURE
-    for name, reason in report.failed:
-        print(f"failed {_printable(name)}: {reason}", file=sys.stderr)
-    print(report.summary())
-    if not report.converted:
-        return EXIT_BAD_INPUT
-    return EXIT_SOME_FAILED if report.failed else 0
-
-
-def add_convert_parser(subparsers: Any) -> argparse.ArgumentParser:
-    """Register ``convert {dragbench,drag100} ROOT -o OUT [--radius R]`` on an argparse subparsers object."""
-    parser = subparsers.add_parser(
-        "convert",
-        help="convert a point-based benchmark (DragBench, Drag100) into instruction folders",
-        description="Convert a point-based benchmark into instruction folders OUT/<dataset>/<sample>/\n"
-        "(instructions.json + PNGs + conversion.json). Each handle point becomes a translate of a disc around it.\n"
-        "A sample that cannot be converted is reported and the others go on; each sample folder is written whole\n"
-        "or not at all.",
-        epilog=CONVERT_EXIT_STATUS,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("dataset", choices=DATASETS, help="source format")
-    parser.add_argument("root", help="the dataset folder, e.g. ../shared/data/dragbench")
-    parser.add_argument("-o", "--out", required=True, help="output folder; samples go to OUT/<dataset>/<sample>/")
-    parser.add_argument(
-        "--radius", type=float, default=None, help=f"disc radius in pixels (default: {DEFAULT_RADIUS_RULE})"
-    )
-    parser.set_defaults(run=command_convert)
-    return parser

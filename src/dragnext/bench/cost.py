@@ -146,10 +146,14 @@ def recipe_counts(recipes: Mapping[str, EditConfig] | None = None, point: PointS
         native = "_native" if config.feature_scale is None else ""
         # a region-optimisation timestep reads its targets: the unedited features, the moved start's, or both
         targets = 2 if config.loss_target == "by-type" else 1
+        # a moved start is its own target at the first optimised timestep: zero loss, nothing spent
+        # (editor._at_its_own_target; so for an edit whose moves stay inside the editable mask, as here)
+        optimised = config.pbsi_timesteps - (
+            1 if config.pbsi_timesteps and config.start == "moved" and config.loss_target == "start" else 0)
         ours = {
             "lora_step": config.lora_steps if config.lora else 0, "forward": steps,
-            f"features{native}": config.pbsi_timesteps * targets,
-            f"features_backward{native}": config.pbsi_timesteps * config.iterations,
+            f"features{native}": optimised * targets,
+            f"features_backward{native}": optimised * config.iterations,
             "forward_pair": steps if config.mutual_attention else 0,
         }
         if not config.mutual_attention:

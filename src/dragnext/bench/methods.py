@@ -33,9 +33,7 @@ ABLATIONS = ("ablation-no-warm-start", "ablation-no-fill", "ablation-no-field", 
              "ablation-early-stop", "ablation-pbsi4", "ablation-steps50")
 GROUPS = {"main": MAIN, "ablations": ABLATIONS, "all": MAIN + ABLATIONS}
 
-# --fast: few steps, for smoke tests and trying things out; applied before --set.
-FAST_SETTINGS: dict[str, Any] = {"num_steps": 20, "iterations": 3, "lora_steps": 8}
-FAST_POINT_ITERATIONS = 10  # --fast: the point method's iteration cap
+FAST_POINT_ITERATIONS = 10  # --fast (with config.FAST_SETTINGS, applied before --set): the point method's cap
 
 
 class MethodError(ValueError):

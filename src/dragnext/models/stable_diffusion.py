@@ -12,6 +12,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..config import DEFAULT_MODEL_ID
 from ..files import write_atomic
 from .base import (
     LOAD_ERRORS,
@@ -26,7 +27,6 @@ from .base import (
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_MODEL_ID = "stable-diffusion-v1-5/stable-diffusion-v1-5"
 LORA_TARGETS = ["to_q", "to_k", "to_v", "to_out.0"]  # attention projections, as DragDiffusion
 ADAPTER = "dragnext"
 

@@ -6,7 +6,7 @@
 - ``workspace.py``: one folder per browser tab, removed when the tab's session ends; files served once.
 - ``runner.py``: one edit at a time with the model loaded once, under a time limit; failures become messages.
 - ``app.py``: the Gradio layout and wiring, the only module of the package that imports Gradio.
-- ``cli.py``: ``add_ui_parser`` for the ``dragnext`` command.
+- ``__main__.py``: ``python -m dragnext.ui``; the command itself, ``dragnext ui``, is ``dragnext/cli/ui.py``.
 
 Importing this package imports neither Gradio nor torch.
 """

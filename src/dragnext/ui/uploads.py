@@ -67,7 +67,7 @@ def check_image_size(width: int, height: int) -> None:
         raise UIError(f"The image is {width}x{height} pixels; it must be at least {MIN_SIDE} pixels per side.")
     if width * height > MAX_PIXELS:
         raise UIError(f"The image is {width}x{height} pixels ({width * height / 1e6:.1f} M); the limit is "
-                      f"{MAX_PIXELS / 1e6:g} M pixels. Resize it first.")
+                      f"{MAX_PIXELS / 1e6:.1f} M pixels. Resize it first.")
 
 
 def check_file_size(path: str | os.PathLike[str], what: str = "The file") -> None:

@@ -1,22 +1,32 @@
 """``dragnext bench``: run methods over a suite and write results.csv, summary.json, report.md and image grids.
 
-Registered by the main CLI through :func:`add_bench_parser`. Failed pairs are rows of results.csv, listed in
-failed.csv and the report; the exit status (:data:`BENCH_EXIT_STATUS`) says whether there are any.
+Failed pairs are rows of results.csv, listed in failed.csv and the report; the exit status
+(:data:`BENCH_EXIT_STATUS`) says whether there are any.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import sys
 from typing import Any
 
-from ..cli import EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_INTERRUPTED, CliError, load_model, parse_override
-from ..config import PAPER, ConfigError, EditConfig, preset
-from .methods import FAST_SETTINGS, MAIN, MethodError, resolve_methods
+from ..bench.methods import MAIN, MethodError, resolve_methods
+from ..config import FAST_SETTINGS, PAPER, ConfigError, EditConfig, preset
+from .common import (
+    EXIT_BAD_INPUT,
+    EXIT_FAILURE,
+    EXIT_INTERRUPTED,
+    EXIT_SOME_FAILED,
+    CliError,
+    add_model_flags,
+    add_quiet_flag,
+    load_model,
+    parse_override,
+    print_error,
+    reports_errors,
+)
 
 DEFAULT_METHODS = ",".join(MAIN)
-EXIT_SOME_FAILED = 3  # bench and convert: some samples failed, the others are done; the failures are in failed.csv
 
 BENCH_EXIT_STATUS = f"""exit status:
   0    every (sample, method) pair in OUT/results.csv succeeded
@@ -47,10 +57,8 @@ def add_bench_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--per-type", type=int, default=10, help="synthetic: scenes per operation type (default 10)")
     parser.add_argument("--data", help="dragbench/drag100: the dataset folder; converted into OUT/inputs")
     parser.add_argument("--limit", type=int, help="only the first N samples of the suite")
-    parser.add_argument("--model", default="bundled", help="'bundled', a local diffusers folder or an SD hub id")
+    add_model_flags(parser, "bundled")
     parser.add_argument("--seed", type=int, default=0, help="seed of every edit (default 0)")
-    parser.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda if present, else cpu)")
-    parser.add_argument("--bf16", action="store_true", help="bf16 autocast of the UNet on CPU")
     fast = ", ".join(f"{key}={value}" for key, value in FAST_SETTINGS.items())
     parser.add_argument("--fast", action="store_true",
                         help=f"few steps, for trying things out: {fast}, at most 10 point-drag iterations")
@@ -60,7 +68,7 @@ def add_bench_parser(subparsers: Any) -> argparse.ArgumentParser:
                         help="distance of the IF metrics: auto = LPIPS when its weights are on disk, else 1-SSIM")
     parser.add_argument("--grid-samples", type=int, default=3, help="samples per type in the image grids (default 3)")
     parser.add_argument("--retry-failed", action="store_true", help="run again the pairs that failed before")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_quiet_flag(parser)
     parser.add_argument("--report-only", action="store_true",
                         help="write summary.json, report.md and the grids from the rows already in --out; run nothing")
     cost = parser.add_argument_group("cost only")
@@ -73,21 +81,19 @@ def add_bench_parser(subparsers: Any) -> argparse.ArgumentParser:
     return parser
 
 
+@reports_errors
 def command_bench(args: argparse.Namespace) -> int:
-    try:
-        return _cost_only(args) if args.cost_only else _bench(args)
-    except CliError as error:
-        print(f"dragnext: error: {error}", file=sys.stderr)
-        return error.status
+    return _cost_only(args) if args.cost_only else _bench(args)
 
 
 def _cost_only(args) -> int:
+    import sys
     from pathlib import Path
 
     import torch
 
+    from ..bench.cost import cost_comparison, cost_json, cost_markdown
     from ..files import write_text_atomic
-    from .cost import cost_comparison, cost_json, cost_markdown
 
     try:
         device = torch.device(args.device) if args.device else None
@@ -126,12 +132,21 @@ def _settings_text(config: EditConfig, note: set[str] | None = None) -> str:
 def _bench(args) -> int:
     from pathlib import Path
 
+    from ..bench.convert import ConversionError
+    from ..bench.report import write_report
+    from ..bench.runner import (
+        FAILED,
+        RESULTS,
+        BenchError,
+        PeakMemory,
+        RunStats,
+        read_results,
+        record_run,
+        run_benchmark,
+    )
+    from ..bench.suites import SuiteError, load_suite
     from ..editor import check_config
     from ..perceptual import load_distance
-    from .convert import ConversionError
-    from .report import write_report
-    from .runner import FAILED, RESULTS, BenchError, PeakMemory, RunStats, read_results, record_run, run_benchmark
-    from .suites import SuiteError, load_suite
 
     # 1. everything the user typed, before the model is loaded
     if not args.suite:
@@ -194,8 +209,8 @@ def _bench(args) -> int:
     except OSError as error:
         raise CliError(f"cannot write {error.filename or out}: {error.strerror or error}") from None
     except KeyboardInterrupt:  # run_benchmark has flushed every finished row and written failed.csv
-        print(f"dragnext: interrupted; the finished pairs are kept in {out / RESULTS}, run the same command again "
-              "to resume", file=sys.stderr)
+        print_error(f"interrupted; the finished pairs are kept in {out / RESULTS}, run the same command again "
+                    "to resume")
         return EXIT_INTERRUPTED
     failed_pairs = sum(row["status"] == "error" for row in read_results(out / RESULTS))
     print(f"{stats.edits} edits ({stats.failed} failed), {stats.skipped} already done; {failed_pairs} failed "
