@@ -391,3 +391,25 @@ def test_the_length_pivot_splits_each_type_into_ordinary_and_long_edits():
     assert pivot["a"]["translate-long"] == pytest.approx(0.6) and pivot["a"]["rotate-long"] is None
     assert pivot["b"]["translate"] is None and pivot["b"]["translate-long"] == pytest.approx(0.1)
     assert length_pivot([r for r in rows if not r["sample"].endswith("-long")], ["a"], "iou") == {}
+
+
+def test_timed_passes_are_repriced_with_todays_counts():
+    from dragnext.bench.cost import KINDS, recipe_counts, repriced
+
+    document = {"unet": "sd15", "image_size": 512, "device": "cuda", "dtype": "float16", "repeats": 10,
+                "memory": "peak", "kinds": {kind: {"seconds": 0.1 * (i + 1), "peak_mb": 100.0 * (i + 1)}
+                                            for i, kind in enumerate(KINDS)}}
+    report = repriced(document)
+    assert report.counts == recipe_counts()
+    seconds = {kind: 0.1 * (i + 1) for i, kind in enumerate(KINDS)}
+    assert report.seconds["v2"] == pytest.approx(sum(n * seconds[k] for k, n in recipe_counts()["v2"].items()))
+    del document["kinds"]["lora_step"]
+    with pytest.raises(ValueError, match="lack pass kinds the recipes use now: lora_step"):
+        repriced(document)
+
+
+def test_a_seed_out_of_range_is_refused_before_the_model_loads(tmp_path, capsys):
+    assert bench("--suite", "synthetic", "--seed", str(2**63), "--model", "/nonexistent/folder",
+                 "--out", str(tmp_path / "run")) == 2
+    assert "--seed: 9223372036854775808 is not in [0, 2**63)" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()

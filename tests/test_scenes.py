@@ -11,9 +11,9 @@ from dragnext.ground_truth import (
     rotation_matrix,
     scale_edit,
     shape_bounds,
-    signed_angle,
     translate_edit,
 )
+from dragnext.planar import rotation_degrees
 from dragnext.scenes import Circle, Polygon, Scene, random_scene, render, shape_coverage, visible_mask
 
 OP_TYPES = ("translate", "rotate", "scale", "deform")
@@ -75,8 +75,8 @@ def test_translate_by_whole_pixels_is_a_roll():
 def test_rotation_convention_turns_x_toward_y():
     matrix = rotation_matrix(90, (0.0, 0.0))
     np.testing.assert_allclose(matrix[:, :2] @ [1.0, 0.0] + matrix[:, 2], [0.0, 1.0], atol=1e-12)
-    assert signed_angle((1, 0), (0, 0), (0, 1)) == pytest.approx(90)
-    assert signed_angle((1, 0), (0, 0), (0, -1)) == pytest.approx(-90)
+    assert rotation_degrees((1, 0), (0, 1), (0, 0)) == pytest.approx(90)
+    assert rotation_degrees((1, 0), (0, -1), (0, 0)) == pytest.approx(-90)
 
 
 def test_rotate_square_by_90_degrees_about_its_centre_gives_the_same_square():
@@ -84,7 +84,7 @@ def test_rotate_square_by_90_degrees_about_its_centre_gives_the_same_square():
     edit = rotate_edit(_scene(square), 0, 90)
     operation = edit.request.operations[0]
     assert operation.center == pytest.approx((32.1, 30.7))
-    assert signed_angle(operation.handle, operation.center, operation.target) == pytest.approx(90)
+    assert rotation_degrees(operation.handle, operation.target, operation.center) == pytest.approx(90)
     assert math.dist(operation.handle, operation.center) >= 6
     np.testing.assert_allclose(shape_coverage(edit.expected_scene.shapes[0], 64), shape_coverage(square, 64), atol=1e-6)
 
@@ -93,7 +93,7 @@ def test_rotate_follows_the_points():
     triangle = Polygon(vertices=((30.0, 20.0), (40.0, 36.0), (22.0, 34.0)), color=(0.9, 0.1, 0.1))
     edit = rotate_edit(_scene(triangle), 0, 35, center=(31.0, 30.0))
     operation = edit.request.operations[0]
-    angle = signed_angle(operation.handle, operation.center, operation.target)
+    angle = rotation_degrees(operation.handle, operation.target, operation.center)
     assert angle == pytest.approx(35)
     expected = triangle.transformed(rotation_matrix(35, (31.0, 30.0)))
     np.testing.assert_allclose(edit.expected_scene.shapes[0].vertices, expected.vertices, atol=1e-9)
@@ -182,7 +182,7 @@ def test_random_edit_lengths():
         assert 6 - 1e-9 <= math.dist(short.handle, short.target) <= 14 + 1e-9
         assert 16 - 1e-9 <= math.dist(long.handle, long.target) <= 26 + 1e-9
         rotate = random_edit(seed, "rotate").request.operations[0]
-        assert 20 - 1e-6 <= abs(signed_angle(rotate.handle, rotate.center, rotate.target)) <= 60 + 1e-6
+        assert 20 - 1e-6 <= abs(rotation_degrees(rotate.handle, rotate.target, rotate.center)) <= 60 + 1e-6
         scale = random_edit(seed, "scale").request.operations[0]
         ratio = math.dist(scale.target, scale.center) / math.dist(scale.handle, scale.center)
         assert 0.6 - 1e-9 <= ratio <= 0.8 + 1e-9 or 1.25 - 1e-9 <= ratio <= 1.6 + 1e-9

@@ -667,3 +667,81 @@ def test_page_images_are_served_from_files_written_once(tmp_path):
     assert other != first
     with Image.open(first) as picture:
         assert np.array_equal(np.asarray(picture), image)
+
+
+# ---------------------------------------------------------------------------------------- rounds (continue)
+
+
+def test_continue_from_a_result_starts_a_round_and_undo_goes_back(tmp_path):
+    runner = EditRunner(None, BUNDLED, editor=FakeEditor())
+    session = ready_session()
+    first_image, first_operations = session.image, list(session.operations)
+    with pytest.raises(UIError, match="Run an edit first"):
+        session.continue_from_result()
+    outcome = runner.run(session, None, Settings.from_config(BUNDLED), "", tmp_path)
+    assert outcome.ok
+    message = session.continue_from_result()
+    assert "Round 2" in message
+    np.testing.assert_array_equal(session.image, outcome.result.image)  # the result is the next input
+    assert session.operations == [] and session.editable_mask is None and len(session.rounds) == 1
+    # a second round, then back to the first: its picture and operations, and its result to continue from again
+    click_all(session, "translate", (30, 30), (34, 30))
+    session.add_operation("translate", box(25, 35, 25, 35))
+    assert runner.run(session, None, Settings.from_config(BUNDLED), "", tmp_path).ok
+    assert len(session.all_rounds()) == 2
+    assert "Back to round 1" in session.undo_round()
+    np.testing.assert_array_equal(session.image, first_image)
+    assert session.operations == first_operations and session.rounds == []
+    np.testing.assert_array_equal(session.last_edit.result, outcome.result.image)
+    with pytest.raises(UIError, match="no earlier round"):
+        session.undo_round()
+    session.load_image(scene(3))  # another picture: no history
+    assert session.all_rounds() == []
+
+
+def test_all_rounds_download_as_instruction_files_that_chain(tmp_path):
+    import zipfile
+
+    from dragnext.ui.uploads import write_rounds_archive
+
+    runner = EditRunner(None, BUNDLED, editor=FakeEditor())
+    session = ready_session()
+    assert runner.run(session, None, Settings.from_config(BUNDLED), "", tmp_path).ok
+    session.continue_from_result()
+    click_all(session, "translate", (30, 30), (34, 30))
+    session.add_operation("translate", box(25, 35, 25, 35))
+    assert runner.run(session, None, Settings.from_config(BUNDLED), "", tmp_path).ok
+    archive = write_rounds_archive([(r.request, r.result) for r in session.all_rounds()], tmp_path / "out")
+    with zipfile.ZipFile(archive) as bundle:
+        names = set(bundle.namelist())
+        bundle.extractall(tmp_path / "unzipped")
+    assert {"rounds/round_1/instructions.json", "rounds/round_1/edited.png", "rounds/round_2/instructions.json",
+            "rounds/round_2/edited.png"} <= names
+    second = load_instructions(tmp_path / "unzipped" / "rounds" / "round_2" / "instructions.json")
+    with Image.open(tmp_path / "unzipped" / "rounds" / "round_1" / "edited.png") as first_result:
+        np.testing.assert_array_equal(second.image, np.asarray(first_result.convert("RGB")))
+    with pytest.raises(UIError, match="No round to download"):
+        write_rounds_archive([], tmp_path / "none")
+
+
+def test_running_the_same_picture_again_reuses_its_inversion(tmp_path):
+    import torch
+
+    from dragnext.models import load_backbone
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        runner = EditRunner(load_backbone("bundled", device="cpu"), BUNDLED.override(num_steps=10))
+        session = ready_session()
+        first = runner.run(session, None, Settings.from_config(runner.base_config), "", tmp_path)
+        session.operations = []
+        click_all(session, "translate", (10, 10), (14, 16))
+        session.add_operation("translate", box(5, 15, 5, 15))
+        second = runner.run(session, None, Settings.from_config(runner.base_config), "", tmp_path)
+    finally:
+        torch.set_num_threads(previous)
+    assert first.ok and second.ok
+    assert first.result.reused == () and second.result.reused == ("inversion",)
+    assert "Reused this picture's inversion" in second.message
+    assert first.result.passes.forward - second.result.passes.forward == runner.base_config.inversion_steps

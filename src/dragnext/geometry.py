@@ -47,6 +47,7 @@ import torch
 import torch.nn.functional as F
 
 from .config import DEFORMATIONS
+from .planar import signed_angle
 
 Size = tuple[int, int]  # (height, width)
 
@@ -129,14 +130,6 @@ def _about(center: np.ndarray, linear: np.ndarray) -> np.ndarray:
     m = np.eye(3)
     m[:2, :2] = linear
     return _translation(center) @ m @ _translation(-center)
-
-
-def signed_angle(u, v) -> float:
-    """Angle from vector u to v in image coordinates (y down; positive turns +x towards +y), in (-pi, pi]."""
-    cross = u[0] * v[1] - u[1] * v[0]
-    dot = u[0] * v[0] + u[1] * v[1]
-    angle = math.atan2(cross, dot)
-    return math.pi if angle <= -math.pi else angle
 
 
 def _translate(handle: np.ndarray, target: np.ndarray, center: np.ndarray | None, eta: float) -> np.ndarray:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .instructions import DragRequest, Operation
+from .planar import rotation_degrees
 from .scenes import (
     Circle,
     Point,
@@ -97,13 +98,6 @@ def scale_matrix(factor: float, center: Point) -> np.ndarray:
     """2x3 matrix of the uniform scaling by ``factor`` about ``center``."""
     cx, cy = center
     return np.array([[factor, 0.0, cx - factor * cx], [0.0, factor, cy - factor * cy]])
-
-
-def signed_angle(handle: Point, center: Point, target: Point) -> float:
-    """Signed angle ``(handle, center, target)`` in degrees, in (-180, 180]; positive turns +x toward +y."""
-    ux, uy = handle[0] - center[0], handle[1] - center[1]
-    vx, vy = target[0] - center[0], target[1] - center[1]
-    return math.degrees(math.atan2(ux * vy - uy * vx, ux * vx + uy * vy))
 
 
 def dilate(mask: np.ndarray, radius: int) -> np.ndarray:
@@ -211,7 +205,7 @@ def rotate_edit(scene: Scene, index: int, angle_degrees: float, center: Point | 
     lever = max(_MIN_LEVER * scene.size / 64.0, shape_extent(shape, center))
     turn = rotation_matrix(angle_degrees, center)
     handle, target = _lever(scene.size, center, lever, lambda p: apply_affine(turn, [p])[0])
-    angle = signed_angle(handle, center, target)
+    angle = rotation_degrees(handle, target, center)
     new_shape = shape.transformed(rotation_matrix(angle, center))
     return _make_edit(scene, index, "rotate", new_shape, _edit_region(scene, index), handle, target, center)
 

@@ -63,6 +63,7 @@ from .limits import (
     read_limited_bytes,
     short_repr,
 )
+from .planar import rotation_degrees
 
 OPERATION_TYPES = ("translate", "deform", "rotate", "scale")
 NEEDS_CENTER = ("rotate", "scale")
@@ -275,13 +276,6 @@ def point_in_image(value: Any, where: str, image_shape: tuple[int, ...]) -> Poin
     return _check_point(_coerce_point(value, where), where, image_shape)
 
 
-def _rotation_degrees(handle: Point, target: Point, center: Point) -> float:
-    """The signed angle from ``handle - center`` to ``target - center``, as geometry.signed_angle computes it."""
-    ux, uy = handle[0] - center[0], handle[1] - center[1]
-    vx, vy = target[0] - center[0], target[1] - center[1]
-    return math.degrees(math.atan2(ux * vy - uy * vx, ux * vx + uy * vy))
-
-
 def _polygon_area(points: Sequence[Point]) -> float:
     """Shoelace area (absolute) in square pixels."""
     twice_area = 0.0
@@ -315,7 +309,7 @@ def _check_polygon(polygon: Sequence[Point], where: str, image_shape: tuple[int,
 def _check_motion(operation: Operation, where: str, handle: Point, target: Point, center: Point) -> None:
     """Refuse a rotation or scale too small to change anything, or a scale so large it is surely a slip."""
     if operation.type == "rotate":
-        angle = _rotation_degrees(handle, target, center)
+        angle = rotation_degrees(handle, target, center)
         if abs(angle) < MIN_ROTATION_DEGREES:
             raise _error(
                 f"{where}.target",

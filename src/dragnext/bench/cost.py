@@ -316,6 +316,20 @@ def _totals(report: CostReport) -> CostReport:
     return report
 
 
+def repriced(document: Mapping[str, Any], recipes: Mapping[str, EditConfig] | None = None) -> CostReport:
+    """A ``cost.json``'s timed passes priced with today's pass counts of ``recipes``: for a change of recipe
+    (fewer passes of a kind already timed) where the machine that timed them is gone."""
+    kinds = {kind: PassCost(**cost) for kind, cost in document["kinds"].items()}
+    counts = recipe_counts(recipes)
+    missing = sorted({kind for c in counts.values() for kind, n in c.items() if n} - set(kinds))
+    if missing:
+        raise ValueError(f"the timings lack pass kinds the recipes use now: {', '.join(missing)}")
+    report = CostReport(unet=document["unet"], image_size=document["image_size"], device=document["device"],
+                        dtype=document["dtype"], repeats=document["repeats"], kinds=kinds,
+                        memory=document["memory"], counts=counts)
+    return _totals(report)
+
+
 def memory_kind(device: torch.device) -> str:
     if device.type == "cuda":
         return "torch.cuda.max_memory_allocated per kind of pass, weights included"

@@ -1,6 +1,6 @@
 """The benchmark loop: every sample x method, one row of ``results.csv`` each, appended as it goes.
 
-- The model is loaded once by the caller and shared by all methods.
+- The model is loaded once (by the caller, or by each Ray worker) and shared by all methods.
 - Resumable: a (sample, method) pair that already has a row is skipped, so a second run over the same folder
   does no edits; ``retry_failed`` first drops the rows of failed pairs so they run again.
 - A sample that fails (unreadable file, bad settings, an exception in a method or its scoring) becomes a row
@@ -11,6 +11,9 @@
   progress (which runs on the next resume).
 - ``run.json`` records the settings each method ran with; resuming with other settings for a method, another
   model, seed or perceptual distance is refused rather than mixed into one table.
+- Where the edits run is up to an :class:`Executor`: :class:`LocalExecutor` (the default) runs them here, one after
+  another; ``executors.RayExecutor`` spreads them over Ray actors. Either way this loop alone writes the rows, the
+  outputs and ``failed.csv``, so a run started by one executor can be resumed by the other.
 """
 
 from __future__ import annotations
@@ -23,13 +26,18 @@ import logging
 import math
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
+
+import numpy as np
 
 from ..config import EditConfig
 from ..files import write_png_atomic, write_text_atomic
+from ..ground_truth import GroundTruthEdit
+from ..instructions import DragRequest
 from ..models.base import Backbone
 from ..perceptual import PerceptualDistance
 from .memory import PeakMemory
@@ -175,10 +183,39 @@ def _error_text(error: BaseException) -> str:
     return f"{type(error).__name__}: {' '.join(str(error).split())}"
 
 
-def _run_one(backbone: Backbone, sample_id: str, request, truth, method: MethodSpec, config: EditConfig,
-             out_dir: Path, distance: PerceptualDistance, seed: int, memory: PeakMemory) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Job:
+    """One loaded sample and the (method, settings) pairs still to run on it."""
+
+    sample: str
+    request: DragRequest
+    truth: GroundTruthEdit | None
+    pairs: tuple[tuple[MethodSpec, EditConfig], ...]
+
+
+Edited = tuple[dict[str, Any], np.ndarray | None]  # a pair's row (no "output" yet) and its output image
+
+
+class Executor(Protocol):
+    """Where the edits run. The runner hands it jobs and writes what comes back."""
+
+    def run(self, jobs: Iterable[Job], distance: PerceptualDistance, seed: int,
+            progress: Callable[[str], None]) -> Iterator[Edited]:
+        """Edit and score every pair of ``jobs`` (taking a job only when it can start) and yield each pair's
+        :func:`edit_pair` result as it finishes, in any order; ``progress`` gets a one-line status now and then.
+        Closing the generator (an interrupt) stops every edit in progress."""
+
+
+def edit_pair(backbone: Backbone, sample_id: str, request: DragRequest, truth: GroundTruthEdit | None,
+              method: MethodSpec, config: EditConfig, distance: PerceptualDistance, seed: int,
+              memory: PeakMemory) -> Edited:
+    """Run one method on one sample and score its output: (the row, the output image or None if the edit failed).
+
+    A failure in the method or its scoring is recorded in the row (``status=error``), not raised.
+    """
     row: dict[str, Any] = {"sample": sample_id, "type": request_type(request), "method": method.name,
                            "perceptual": distance.name}
+    image = None
     try:
         memory.start()
         start = time.perf_counter()
@@ -186,24 +223,62 @@ def _run_one(backbone: Backbone, sample_id: str, request, truth, method: MethodS
         row["seconds"] = time.perf_counter() - start
         row["peak_memory_mb"] = memory.read_mb()
         row.update({key: getattr(result.passes, key) for key in PASS_KEYS})
-        path = output_path(out_dir, method.name, sample_id)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_png_atomic(path, result.image)
-        row["output"] = path.relative_to(out_dir).as_posix()
-        row.update(score_sample(request, result.image, distance, truth))
+        image = result.image
+        row.update(score_sample(request, image, distance, truth))
         row["status"] = "ok"
     except Exception as error:  # recorded in the row; the run goes on with the next pair
         logger.warning("%s on %s failed: %s", method.name, sample_id, _error_text(error),
                        exc_info=logger.isEnabledFor(logging.DEBUG))
         row.update(status="error", error=_error_text(error))
-    return row
+    return row, image
+
+
+def _save_output(out_dir: Path, row: dict[str, Any], image: np.ndarray | None) -> None:
+    """Write an edit's output under ``out_dir/outputs`` and name it in its row; a failed write fails the row."""
+    if image is None:
+        return
+    path = output_path(out_dir, row["method"], row["sample"])
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_png_atomic(path, image)
+    except Exception as error:  # recorded in the row, as an edit's own failure is
+        logger.warning("%s on %s failed: %s", row["method"], row["sample"], _error_text(error))
+        for key in (*IF_KEYS, *TRUTH_KEYS):  # scores of an output that is not on disk
+            row.pop(key, None)
+        row.update(status="error", error=_error_text(error))
+        return
+    row["output"] = path.relative_to(out_dir).as_posix()
+
+
+class LocalExecutor:
+    """Every pair in this process, one after another, on one loaded backbone (the default)."""
+
+    def __init__(self, backbone: Backbone):
+        self.backbone = backbone
+
+    def run(self, jobs: Iterable[Job], distance: PerceptualDistance, seed: int,
+            progress: Callable[[str], None]) -> Iterator[Edited]:
+        memory = PeakMemory(self.backbone.device)
+        for job in jobs:
+            for method, config in job.pairs:
+                progress(method.name)
+                yield edit_pair(self.backbone, job.sample, job.request, job.truth, method, config, distance, seed,
+                                memory)
 
 
 def run_benchmark(backbone: Backbone, samples: Sequence[Sample], methods: Sequence[MethodSpec],
                   configs: Mapping[str, EditConfig], out_dir: str | Path, distance: PerceptualDistance, *,
                   seed: int = 0, retry_failed: bool = False, show_progress: bool = True) -> RunStats:
-    """Run every pending (sample, method) pair, appending a row to ``out_dir/results.csv`` after each; then (also
-    when interrupted) list the failed rows in ``out_dir/failed.csv``."""
+    """:func:`run_benchmark_on` a :class:`LocalExecutor` of ``backbone``: every edit here, one after another."""
+    return run_benchmark_on(LocalExecutor(backbone), samples, methods, configs, out_dir, distance, seed=seed,
+                            retry_failed=retry_failed, show_progress=show_progress)
+
+
+def run_benchmark_on(executor: Executor, samples: Sequence[Sample], methods: Sequence[MethodSpec],
+                     configs: Mapping[str, EditConfig], out_dir: str | Path, distance: PerceptualDistance, *,
+                     seed: int = 0, retry_failed: bool = False, show_progress: bool = True) -> RunStats:
+    """Run every pending (sample, method) pair on ``executor``, appending a row to ``out_dir/results.csv`` as each
+    finishes; then (also when interrupted) list the failed rows in ``out_dir/failed.csv``."""
     from tqdm import tqdm
 
     out_dir = Path(out_dir)
@@ -219,13 +294,16 @@ def run_benchmark(backbone: Backbone, samples: Sequence[Sample], methods: Sequen
         write_text_atomic(results, _csv_text(rows))
     done = {(row["sample"], row["method"]) for row in rows}
     stats = RunStats()
-    memory = PeakMemory(backbone.device)
-    bar = tqdm(samples, desc="bench", unit="sample", disable=not show_progress, file=sys.stderr)
-    try:
-        for sample in bar:
+    bar = tqdm(total=len(samples), desc="bench", unit="sample", disable=not show_progress, file=sys.stderr)
+    running: dict[str, int] = {}  # sample -> its pairs handed to the executor and not back yet
+
+    def jobs() -> Iterator[Job]:
+        """The samples with pending pairs, loaded one at a time as the executor asks for them."""
+        for sample in samples:
             pending = [method for method in methods if (sample.id, method.name) not in done]
             stats.skipped += len(methods) - len(pending)
             if not pending:
+                bar.update()
                 continue
             try:
                 request, truth = sample.load()
@@ -236,14 +314,21 @@ def run_benchmark(backbone: Backbone, samples: Sequence[Sample], methods: Sequen
                                          "status": "error", "error": _error_text(error), "perceptual": distance.name})
                     stats.edits += 1
                     stats.failed += 1
+                bar.update()
                 continue
-            for method in pending:
-                bar.set_postfix_str(method.name)
-                row = _run_one(backbone, sample.id, request, truth, method, configs[method.name], out_dir, distance,
-                               seed, memory)
+            running[sample.id] = len(pending)
+            yield Job(sample.id, request, truth, tuple((method, configs[method.name]) for method in pending))
+
+    try:
+        with closing(executor.run(jobs(), distance, seed, bar.set_postfix_str)) as edited:
+            for row, image in edited:
+                _save_output(out_dir, row, image)
                 append_row(results, row)
                 stats.edits += 1
                 stats.failed += row["status"] == "error"
+                running[row["sample"]] -= 1
+                if not running[row["sample"]]:
+                    bar.update()
     finally:
         bar.close()
         write_failures(out_dir)

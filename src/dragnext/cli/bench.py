@@ -20,6 +20,7 @@ from .common import (
     CliError,
     add_model_flags,
     add_quiet_flag,
+    checked_seed,
     load_model,
     parse_override,
     print_error,
@@ -71,6 +72,15 @@ def add_bench_parser(subparsers: Any) -> argparse.ArgumentParser:
     add_quiet_flag(parser)
     parser.add_argument("--report-only", action="store_true",
                         help="write summary.json, report.md and the grids from the rows already in --out; run nothing")
+    scale = parser.add_argument_group("scale-out (docs/scale-out.md)")
+    scale.add_argument("--executor", choices=("local", "ray"), default="local",
+                       help="local: this process (default); ray: one Ray actor per worker, each loading the model "
+                            "once (pip install -e '.[ray]')")
+    scale.add_argument("--address", help="ray: the cluster to join (default: start one on this machine)")
+    scale.add_argument("--workers", type=int,
+                       help="ray: workers (default: the cluster's GPUs / --gpus-per-worker, or one per node)")
+    scale.add_argument("--gpus-per-worker", type=float,
+                       help="ray: GPUs per worker, fractions allowed (default: 1 where the cluster has GPUs, else 0)")
     cost = parser.add_argument_group("cost only")
     cost.add_argument("--cost-only", action="store_true",
                       help="time the DragNeXt and DragDiffusion recipes on a random UNet; no suite, no model")
@@ -129,6 +139,24 @@ def _settings_text(config: EditConfig, note: set[str] | None = None) -> str:
     return text
 
 
+def _executor(args):
+    """The Ray executor the flags ask for (checked before any model loads), or None for the local one."""
+    ray_flags = [flag for flag, value in (("--address", args.address), ("--workers", args.workers),
+                                          ("--gpus-per-worker", args.gpus_per_worker)) if value is not None]
+    if args.executor != "ray":
+        if ray_flags:
+            raise CliError(f"{ray_flags[0]}: only with --executor ray", EXIT_BAD_INPUT)
+        return None
+    from ..bench.executors import RayExecutor
+    from ..bench.runner import BenchError
+
+    try:
+        return RayExecutor(args.model, device=args.device, bf16=args.bf16, address=args.address,
+                           workers=args.workers, gpus_per_worker=args.gpus_per_worker)
+    except BenchError as error:
+        raise CliError(str(error), EXIT_BAD_INPUT) from None
+
+
 def _bench(args) -> int:
     from pathlib import Path
 
@@ -143,6 +171,7 @@ def _bench(args) -> int:
         read_results,
         record_run,
         run_benchmark,
+        run_benchmark_on,
     )
     from ..bench.suites import SuiteError, load_suite
     from ..editor import check_config
@@ -153,6 +182,7 @@ def _bench(args) -> int:
         raise CliError("--suite is required (or --cost-only)", EXIT_BAD_INPUT)
     if args.grid_samples < 0:
         raise CliError("--grid-samples must be >= 0", EXIT_BAD_INPUT)
+    checked_seed(args.seed)
     try:
         methods = resolve_methods(args.methods, fast=args.fast)
     except MethodError as error:
@@ -175,9 +205,11 @@ def _bench(args) -> int:
             raise CliError("--limit must be at least 1", EXIT_BAD_INPUT)
         samples = samples[: args.limit]
         description += f"; first {len(samples)} samples"
+    executor = _executor(args)
 
-    # 2. the model, once; every method's settings checked against it
-    backbone = load_model(args.model, args.device, args.bf16)
+    # 2. the model, once; every method's settings checked against it (with Ray the workers load their own: the
+    # driver's copy, on the CPU, only checks settings)
+    backbone = load_model(args.model, "cpu" if executor else args.device, args.bf16)
     try:
         configs = {spec.name: spec.config(backbone, overrides) for spec in methods}
         for config in configs.values():
@@ -187,10 +219,14 @@ def _bench(args) -> int:
     paper = preset(backbone.name, "paper")
     adapted = {f.name for f in dataclasses.fields(PAPER) if getattr(paper, f.name) != getattr(PAPER, f.name)}
     info = {
-        "model": args.model, "device": str(backbone.device), "seed": args.seed, "suite": args.suite,
+        "model": args.model, "device": (args.device or "auto") if executor else str(backbone.device),
+        "seed": args.seed, "suite": args.suite,
         "suite_description": description, "perceptual": distance.name, "perceptual_distance": distance.description,
         "peak_memory": PeakMemory(backbone.device).kind, "fast": args.fast, "overrides": overrides,
         "methods": [spec.name for spec in methods],
+        "executor": "local" if executor is None else (
+            f"ray (address {args.address or 'local'}, workers {args.workers or 'auto'}, GPUs per worker "
+            f"{'auto' if args.gpus_per_worker is None else args.gpus_per_worker})"),
         "settings": {spec.name: _settings_text(configs[spec.name], adapted if spec.base == "paper" else None)
                      for spec in methods},
     }
@@ -200,6 +236,9 @@ def _bench(args) -> int:
         record_run(out, info, configs)
         if args.report_only:
             stats = RunStats()
+        elif executor is not None:
+            stats = run_benchmark_on(executor, samples, methods, configs, out, distance, seed=args.seed,
+                                     retry_failed=args.retry_failed, show_progress=not args.quiet)
         else:
             stats = run_benchmark(backbone, samples, methods, configs, out, distance, seed=args.seed,
                                   retry_failed=args.retry_failed, show_progress=not args.quiet)

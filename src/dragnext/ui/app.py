@@ -43,6 +43,7 @@ from .uploads import (  # noqa: E402
     read_image_file,
     read_instruction_upload,
     write_instruction_archive,
+    write_rounds_archive,
 )
 from .workspace import SessionFolders, new_folder, serve_once  # noqa: E402
 
@@ -203,6 +204,10 @@ def build_app(runner: EditRunner, *, examples: Sequence[tuple[str, Any]] | None 
             run = gr.Button("Run", variant="primary", elem_id="run")
             save = gr.Button("Download instructions only", elem_id="save")
         with gr.Row():
+            continue_round = gr.Button("Continue from this result", size="sm", elem_id="continue")
+            undo_round = gr.Button("Undo round", size="sm", elem_id="undo-round")
+            save_rounds = gr.Button("Download all rounds", size="sm", elem_id="save-rounds")
+        with gr.Row():
             input_view = gr.Image(label="Input + instructions", interactive=False, elem_id="input-view",
                                   buttons=[], height=420)
             result_view = gr.Image(label="Result", interactive=False, elem_id="result", height=420,
@@ -333,6 +338,20 @@ def build_app(runner: EditRunner, *, examples: Sequence[tuple[str, Any]] | None 
             archive = write_instruction_archive(edit, new_folder(folder(session, request), "save"))
             return [str(archive)], _message("Instruction file ready in Downloads.")
 
+        @_reports_errors(len(page_outputs), -1)
+        def next_round(session: Session, kind: str, request: gr.Request) -> tuple:
+            return show_session(session, kind, session.continue_from_result(), request)
+
+        @_reports_errors(len(page_outputs), -1)
+        def previous_round(session: Session, kind: str, request: gr.Request) -> tuple:
+            return show_session(session, kind, session.undo_round(), request)
+
+        @_reports_errors(2, -1)
+        def download_rounds(session: Session, request: gr.Request) -> tuple:
+            rounds = [(r.request, r.result) for r in session.all_rounds()]
+            archive = write_rounds_archive(rounds, new_folder(folder(session, request), "rounds"))
+            return [str(archive)], _message(f"{len(rounds)} round(s) ready in Downloads.")
+
         def end_session(request: gr.Request) -> None:
             """The tab was closed or reloaded: its files go now (what it was shown is in Gradio's cache)."""
             folders.remove(request.session_hash)
@@ -361,6 +380,9 @@ def build_app(runner: EditRunner, *, examples: Sequence[tuple[str, Any]] | None 
         run.click(run_edit, [session_state, editable_editor, *settings_inputs],
                   [input_view, result_view, downloads, status], concurrency_limit=1, concurrency_id="edit")
         save.click(save_instructions, [session_state, editable_editor, prompt], [downloads, status], **page)
+        continue_round.click(next_round, [session_state, op_type], page_outputs, **page)
+        undo_round.click(previous_round, [session_state, op_type], page_outputs, **page)
+        save_rounds.click(download_rounds, [session_state], [downloads, status], **page)
         app.unload(end_session)
 
     app.queue(default_concurrency_limit=1, max_size=QUEUE_SIZE)

@@ -14,10 +14,12 @@ timestep is ``K`` optimiser steps, bounded by the page's settings).
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +41,8 @@ ProgressCallback = Callable[[str, int, int], None]
 # The longest one edit may run (seconds) before it is stopped. A Stable Diffusion edit at 512 px with the paper's
 # settings takes about a minute on a GPU and a quarter of an hour on a CPU; `dragnext ui --time-limit` changes it.
 DEFAULT_TIME_LIMIT = 1800.0
+# Pictures whose inversion (and LoRA) the runner keeps for the next run: a few latents each.
+KEPT_SESSIONS = 2
 
 
 class EditTimedOut(Exception):
@@ -69,12 +73,25 @@ class EditRunner:
         self.base_config = base_config or preset(backbone.name)
         # the presets a page may pick, "default" first; the base config is the default one
         self.presets = {"default": self.base_config, **{k: v for k, v in (presets or {}).items() if k != "default"}}
-        if editor is None:
-            from ..editor import DragEditor
-
-            editor = DragEditor(backbone, self.base_config)
-        self.editor = editor
+        self.editor = editor or self._edit_in_session
+        self._sessions: OrderedDict[str, Any] = OrderedDict()  # EditSession per (picture, prompt), latest last
         self._lock = threading.Lock()
+
+    def _edit_in_session(self, request, config: EditConfig, seed: int, progress: ProgressCallback | None):
+        """Edit through the picture's :class:`~dragnext.session.EditSession`, so running the same picture again
+        with other points or settings reuses its inversion and LoRA."""
+        from ..session import EditSession
+
+        digest = hashlib.sha256(np.ascontiguousarray(request.image).tobytes())
+        digest.update(repr((request.image.shape, request.prompt)).encode())
+        key = digest.hexdigest()
+        session = self._sessions.pop(key, None) or EditSession(self.backbone, request.image, prompt=request.prompt,
+                                                              config=self.base_config)
+        self._sessions[key] = session
+        while len(self._sessions) > KEPT_SESSIONS:
+            self._sessions.popitem(last=False)
+        return session.edit(request.operations, editable_mask=request.editable_mask, config=config, seed=seed,
+                            progress=progress)
 
     def run(self, session: Session, editable_mask: np.ndarray | None, settings: Settings, prompt: str | None,
             workdir: str | os.PathLike[str], progress: ProgressCallback | None = None) -> RunOutcome:
@@ -100,13 +117,16 @@ class EditRunner:
             text = " ".join(str(error).split()) or type(error).__name__
             return RunOutcome(False, f"The edit failed ({type(error).__name__}: {text[:300]}). "
                                      "Nothing was changed; adjust the settings or operations and run again.")
+        session.record_edit(request, result.image)
         folder = new_folder(workdir, "edit")
         edited = write_png_atomic(folder / "edited.png", result.image)
         archive = write_instruction_archive(request, folder)
         timings = ", ".join(f"{phase} {seconds:.1f} s" for phase, seconds in result.timings.items())
+        reused = getattr(result, "reused", ())
+        reused = f" Reused this picture's {' and '.join(reused)} from the run before." if reused else ""
         return RunOutcome(
             True,
-            f"Done in {result.seconds:.1f} s ({timings}).",
+            f"Done in {result.seconds:.1f} s ({timings}).{reused}",
             input_view=overlay(request.image, request.operations, request.editable_mask),  # the session may change
             result_view=to_display(result.image, result.image.shape),
             files=[edited, archive],

@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw
 
-from ..config import ConfigError, EditConfig
+from ..config import SEED_LIMIT, ConfigError, EditConfig
 from ..instructions import (
     NEEDS_CENTER,
     OPERATION_TYPES,
@@ -61,7 +61,7 @@ MAX_OPERATIONS = UI_LIMITS.max_operations  # each keeps a full-size mask in the 
 MAX_STEPS = 100
 MAX_PBSI_TIMESTEPS = 20
 MAX_ITERATIONS = 50
-MAX_SEED = 2**63 - 1  # torch.manual_seed takes 64 bits; the CLI's range
+MAX_SEED = SEED_LIMIT - 1  # the seeds an edit takes (config.check_seed), as in the CLI
 MAX_PROMPT_CHARS = 1000  # CLIP reads 77 tokens; a longer prompt only costs memory
 
 PENDING_TINT = (0, 200, 255)  # the region being painted, before "add operation" (added ones are yellow)
@@ -193,6 +193,14 @@ def _strip_operation_prefix(message: str) -> str:
     return message.removeprefix("operations[0].").removeprefix("operations[0]: ")
 
 
+@dataclass(frozen=True)
+class Round:
+    """One finished edit of a multi-round session: what was edited and what came out."""
+
+    request: DragRequest  # the round's input image, operations, editable mask and prompt
+    result: np.ndarray  # H x W x 3 uint8, the next round's input if the user continues
+
+
 @dataclass
 class Session:
     image: np.ndarray | None = None  # H x W x 3 uint8
@@ -202,6 +210,8 @@ class Session:
     prompt: str = ""
     name: str = ""  # where the image came from, for messages
     folder: Path | None = None  # the tab's folder on the server (workspace.SessionFolders), once one was needed
+    rounds: list[Round] = field(default_factory=list)  # the earlier rounds whose results led to this image
+    last_edit: Round | None = None  # the latest edit of this image, which "continue" makes a round
 
     # --- image
 
@@ -216,6 +226,7 @@ class Session:
         self.editable_mask = None
         self.prompt = ""
         self.name = name
+        self.rounds, self.last_edit = [], None  # another picture: its own history
 
     def require_image(self) -> np.ndarray:
         if self.image is None:
@@ -344,6 +355,40 @@ class Session:
         self.editable_mask = request.editable_mask
         self.prompt = request.prompt
         self.name = name
+        self.rounds, self.last_edit = [], None
+
+    # --- rounds: continuing from a result
+
+    def record_edit(self, request: DragRequest, result: np.ndarray) -> None:
+        """Remember the edit just made of the current image, so that the user may continue from its result."""
+        self.last_edit = Round(request, np.ascontiguousarray(result))
+
+    def continue_from_result(self) -> str:
+        """Make the latest result the image to edit (operations cleared, the edit kept as a round)."""
+        if self.last_edit is None:
+            raise UIError("Run an edit first: continuing takes the latest result as the next image.")
+        self.rounds.append(self.last_edit)
+        self.image = self.last_edit.result
+        self.operations, self.points, self.editable_mask, self.last_edit = [], [], None, None
+        self.name = f"the result of round {len(self.rounds)}"
+        return (f"Round {len(self.rounds) + 1}: editing the result of round {len(self.rounds)}. Add operations and "
+                "run; Undo round goes back.")
+
+    def undo_round(self) -> str:
+        """Go back to the previous round: its image, operations, mask and prompt, and its result to continue from."""
+        if not self.rounds:
+            raise UIError("There is no earlier round to go back to.")
+        previous = self.rounds.pop()
+        request = previous.request
+        self.image, self.operations, self.points = request.image, list(request.operations), []
+        self.editable_mask, self.prompt = request.editable_mask, request.prompt
+        self.last_edit = previous
+        self.name = f"round {len(self.rounds) + 1}"
+        return f"Back to round {len(self.rounds) + 1}: its image and operations are restored."
+
+    def all_rounds(self) -> list[Round]:
+        """Every finished round, the latest edit of the current image last."""
+        return self.rounds + ([self.last_edit] if self.last_edit is not None else [])
 
     # --- pictures
 

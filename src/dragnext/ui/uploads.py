@@ -32,6 +32,7 @@ from typing import BinaryIO
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from ..files import write_png_atomic
 from ..instructions import DragRequest, InstructionError, load_instructions, save_instructions
 from ..limits import IMAGE_FORMATS, UI_LIMITS, check_regular_file, read_image
 from .workspace import new_folder
@@ -139,6 +140,28 @@ def write_instruction_archive(request: DragRequest, folder: str | os.PathLike[st
     with zipfile.ZipFile(archive, "x", compression=zipfile.ZIP_DEFLATED) as bundle:
         for path in sorted((folder / name).iterdir()):
             bundle.write(path, f"{name}/{path.name}")
+    return archive
+
+
+def write_rounds_archive(rounds: Sequence[tuple[DragRequest, np.ndarray]], folder: str | os.PathLike[str],
+                         name: str = "rounds") -> Path:
+    """Every round of a session as ``name/round_<i>/instructions.json`` (+ PNGs) and ``edited.png``, zipped.
+
+    Round ``i + 1``'s image is round ``i``'s ``edited.png``: ``dragnext edit name/round_<i>/instructions.json``
+    runs each again. ``folder`` should be new, as for :func:`write_instruction_archive`.
+    """
+    folder = Path(folder)
+    if not rounds:
+        raise UIError("No round to download yet: run an edit first.")
+    for index, (request, result) in enumerate(rounds, start=1):
+        round_folder = folder / name / f"round_{index}"
+        save_instructions(request, round_folder / "instructions.json")
+        write_png_atomic(round_folder / "edited.png", result)
+    archive = folder / f"{name}.zip"
+    with zipfile.ZipFile(archive, "x", compression=zipfile.ZIP_DEFLATED) as bundle:
+        for path in sorted((folder / name).rglob("*")):
+            if path.is_file():
+                bundle.write(path, path.relative_to(folder).as_posix())
     return archive
 
 
