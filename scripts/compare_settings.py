@@ -20,8 +20,7 @@ from dragnext.editor import DragEditor
 from dragnext.ground_truth import random_edit
 from dragnext.metrics import score_edit
 from dragnext.models import load_backbone
-
-TYPES = ("translate", "deform", "rotate", "scale")
+from dragnext.vocabulary import OPERATION_TYPES
 
 
 def main() -> None:
@@ -33,7 +32,7 @@ def main() -> None:
     torch.set_num_threads(2)
     backbone = load_backbone("bundled", device="cpu")
     edits = [(op_type, long, random_edit(args.seed + i, op_type, long=long))
-             for i in range(args.per_type) for op_type in TYPES for long in (False, True)]
+             for i in range(args.per_type) for op_type in OPERATION_TYPES for long in (False, True)]
     for name, changes in json.loads(args.variants).items():
         editor = DragEditor(backbone, preset(backbone.name).override(**changes))
         groups: dict[str, list[tuple[float, float]]] = {}

@@ -19,17 +19,10 @@ from PIL import Image
 
 from dragnext.config import BUNDLED, EditConfig
 from dragnext.instructions import DragRequest, load_instructions, make_operation, requests_equal
+from dragnext.ui.coordinates import display_size, display_to_image_point, layers_to_mask, mask_to_layer
 from dragnext.ui.runner import EditRunner
-from dragnext.ui.session import (
-    Session,
-    Settings,
-    config_from_settings,
-    display_size,
-    display_to_image_point,
-    layers_to_mask,
-    mask_to_layer,
-    point_names,
-)
+from dragnext.ui.session import Session, point_names
+from dragnext.ui.settings import Settings, config_from_settings
 from dragnext.ui.uploads import (
     MAX_SIDE,
     MAX_UPLOAD_BYTES,
@@ -603,7 +596,7 @@ def test_only_app_py_imports_gradio():
     importing = sorted(str(p.relative_to(source)) for p in source.rglob("*.py")
                        if "import gradio" in p.read_text() or "from gradio" in p.read_text())
     assert importing == ["ui/app.py"]
-    code = ("import sys, dragnext.ui, dragnext.ui.session, dragnext.ui.runner, dragnext.cli.ui\n"
+    code = ("import sys, dragnext.ui, dragnext.ui.session, dragnext.ui.settings, dragnext.ui.runner, dragnext.cli.ui\n"
             "assert 'gradio' not in sys.modules and 'torch' not in sys.modules, 'imported too much'\n")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
 

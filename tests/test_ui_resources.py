@@ -16,16 +16,8 @@ import pytest
 from dragnext.config import BUNDLED
 from dragnext.instructions import DragRequest, make_operation
 from dragnext.ui.runner import EditRunner
-from dragnext.ui.session import (
-    MAX_ITERATIONS,
-    MAX_OPERATIONS,
-    MAX_PBSI_TIMESTEPS,
-    MAX_PROMPT_CHARS,
-    MAX_STEPS,
-    Session,
-    Settings,
-    config_from_settings,
-)
+from dragnext.ui.session import MAX_OPERATIONS, MAX_PROMPT_CHARS, Session
+from dragnext.ui.settings import MAX_ITERATIONS, MAX_PBSI_TIMESTEPS, MAX_STEPS, Settings, config_from_settings
 from dragnext.ui.uploads import UIError, write_instruction_archive
 from dragnext.ui.workspace import SessionFolders, new_folder, serve_once
 

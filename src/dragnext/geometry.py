@@ -29,7 +29,8 @@ to where it lands), interpolated from the identity by ``eta`` in [0, 1]:
   clockwise on screen.
 - ``scale``: isotropic factor ``1 + eta * (|g - c| / |h - c| - 1)`` about ``c``.
 
-A new type (e.g. shear) is one more builder in ``_BUILDERS``.
+A new type (e.g. shear) is one more name in :data:`dragnext.vocabulary.OPERATION_TYPES` and one more builder
+in ``_BUILDERS``.
 
 Eta schedule
 ------------
@@ -48,10 +49,9 @@ import torch.nn.functional as F
 
 from .config import DEFORMATIONS
 from .planar import signed_angle
+from .vocabulary import NEEDS_CENTER, OPERATION_TYPES
 
 Size = tuple[int, int]  # (height, width)
-
-NEEDS_CENTER = ("rotate", "scale")
 
 
 # ----------------------------------------------------------------------------------------------- coordinates
@@ -162,13 +162,12 @@ _BUILDERS: dict[str, Callable[..., np.ndarray]] = {
     "rotate": _rotate,
     "scale": _scale,
 }
-MOTION_TYPES = tuple(_BUILDERS)
 
 
 def motion_matrix(op_type: str, handle, target, center=None, eta: float = 1.0) -> np.ndarray:
     """3x3 float64 forward map (image pixels) of a region moved a fraction eta of the way by a drag."""
     if op_type not in _BUILDERS:
-        raise ValueError(f"unknown operation type {op_type!r}; expected one of {', '.join(MOTION_TYPES)}")
+        raise ValueError(f"unknown operation type {op_type!r}; expected one of {', '.join(OPERATION_TYPES)}")
     if not 0.0 <= eta <= 1.0:
         raise ValueError(f"eta must be in [0, 1], got {eta}")
     if op_type in NEEDS_CENTER and center is None:

@@ -30,6 +30,7 @@ from .scenes import (
     shape_coverage,
     visible_mask,
 )
+from .vocabulary import OPERATION_TYPES
 
 # Distance of the handle from the center for rotate and scale, at least this many pixels at 64 px.
 _MIN_LEVER = 6.0
@@ -336,7 +337,7 @@ def random_edit(seed: int, op_type: str, size: int = 64, long: bool = False) -> 
     visible or smaller than 40 px, or the edit barely changes the shape (coverage IoU above 0.9, e.g. a
     square turned by 90 degrees).
     """
-    if op_type not in ("translate", "rotate", "scale", "deform"):
+    if op_type not in OPERATION_TYPES:
         raise ValueError(f"unknown operation type {op_type!r}")
     scale = size / 64.0
     for attempt in range(10_000):

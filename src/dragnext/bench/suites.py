@@ -21,9 +21,9 @@ from pathlib import Path, PurePosixPath
 
 from ..ground_truth import GroundTruthEdit, random_edit
 from ..instructions import DragRequest, load_instructions
+from ..vocabulary import OPERATION_TYPES
 from .convert import DATASETS, SIDECAR_NAME, ConversionError, ConversionReport, convert
 
-SYNTHETIC_TYPES = ("translate", "deform", "rotate", "scale")
 SYNTHETIC_SEED = 1000  # seed of the first scene of each type; the i-th uses SYNTHETIC_SEED + i
 LONG_SUFFIX = "-long"  # ends the id of a synthetic sample with a long drag or a large rotation
 INSTRUCTION_FILE = "instructions.json"  # a folder holding one request is named by its folder
@@ -55,7 +55,7 @@ def _synthetic(seed: int, op_type: str, long: bool) -> tuple[DragRequest, Ground
     return edit.request, edit
 
 
-def synthetic_suite(per_type: int = 10, types: tuple[str, ...] = SYNTHETIC_TYPES) -> list[Sample]:
+def synthetic_suite(per_type: int = 10, types: tuple[str, ...] = OPERATION_TYPES) -> list[Sample]:
     if per_type < 1:
         raise SuiteError(f"--per-type must be at least 1, got {per_type}")
     samples = []
@@ -114,7 +114,7 @@ def load_suite(suite: str, *, per_type: int = 10, data: str | Path | None = None
     """(samples, a one-line description) of ``synthetic``, ``dragbench``/``drag100`` (needs ``data``) or a folder."""
     if suite == "synthetic":
         return synthetic_suite(per_type), (f"synthetic: {per_type} procedural scenes per type "
-                                           f"({', '.join(SYNTHETIC_TYPES)}), seeds {SYNTHETIC_SEED}+, odd = long")
+                                           f"({', '.join(OPERATION_TYPES)}), seeds {SYNTHETIC_SEED}+, odd = long")
     if suite in DATASETS:
         if data is None:
             raise SuiteError(f"--suite {suite} needs --data ROOT (the dataset folder)")

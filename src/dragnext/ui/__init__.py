@@ -1,7 +1,10 @@
 """The web UI, ``dragnext ui``: a Gradio page over the same editing API as the CLI.
 
-- ``session.py``: the page's logic as plain code (clicks and strokes -> a validated request, the caps on
-  operations and settings); no Gradio, unit-tested.
+- ``session.py``: the page's logic as plain code (clicks -> points, operations -> a validated request, the
+  rounds of a multi-round edit, the cap on operations); no Gradio, unit-tested, as are the three below.
+- ``coordinates.py``: the display size, clicks mapped to image pixels, painted layers <-> masks.
+- ``drawing.py``: the pictures over the image: the added operations, the region and clicks being set.
+- ``settings.py``: the page's settings to an ``EditConfig`` and a seed, within the caps on settings.
 - ``uploads.py``: uploaded images and instruction files read under the page's limits, and the download format.
 - ``workspace.py``: one folder per browser tab, removed when the tab's session ends; files served once.
 - ``runner.py``: one edit at a time with the model loaded once, under a time limit; failures become messages.

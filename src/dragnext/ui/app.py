@@ -1,4 +1,5 @@
-"""The Gradio page of ``dragnext ui``: layout and wiring only (the logic is in ``session.py`` and ``runner.py``).
+"""The Gradio page of ``dragnext ui``: layout and wiring only (the logic is in ``session.py`` and the modules it
+uses, and in ``runner.py``).
 
 This is the only module of the package that imports Gradio.
 """
@@ -24,18 +25,10 @@ import gradio as gr  # noqa: E402
 
 from ..instructions import OPERATION_TYPES  # noqa: E402
 from ..limits import UI_LIMITS  # noqa: E402
+from .coordinates import display_size, layers_to_mask, mask_to_layer, to_display  # noqa: E402
 from .runner import EditRunner  # noqa: E402
-from .session import (  # noqa: E402
-    MAX_ITERATIONS,
-    MAX_PBSI_TIMESTEPS,
-    MAX_STEPS,
-    Session,
-    Settings,
-    display_size,
-    layers_to_mask,
-    mask_to_layer,
-    to_display,
-)
+from .session import Session  # noqa: E402
+from .settings import MAX_ITERATIONS, MAX_PBSI_TIMESTEPS, MAX_STEPS, Settings  # noqa: E402
 from .uploads import (  # noqa: E402
     MAX_SIDE,
     MAX_UPLOAD_MB,

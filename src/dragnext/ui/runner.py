@@ -30,8 +30,11 @@ import numpy as np
 from ..config import ConfigError, EditConfig, preset
 from ..files import write_png_atomic
 from ..instructions import InstructionError
-from .session import Session, Settings, UIError, config_from_settings, overlay, to_display
-from .uploads import write_instruction_archive
+from .coordinates import to_display
+from .drawing import overlay
+from .session import Session
+from .settings import Settings, config_from_settings
+from .uploads import UIError, write_instruction_archive
 from .workspace import new_folder
 
 logger = logging.getLogger(__name__)

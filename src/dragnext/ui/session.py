@@ -1,44 +1,31 @@
 """The web UI's logic, without Gradio: clicks and painted strokes in, a validated :class:`DragRequest` out.
 
-Everything the page does that is not layout lives here, in ``uploads.py`` (files a browser sends, the download
-format) and in ``workspace.py`` (the server's files per tab), as plain code with unit tests
-(``tests/test_ui_logic.py``, ``test_ui_uploads.py``, ``test_ui_resources.py``); ``app.py`` only wires these
+Everything the page does that is not layout lives here and beside it, as plain code with unit tests
+(``tests/test_ui_logic.py``, ``test_ui_uploads.py``, ``test_ui_resources.py``): ``coordinates.py`` (the
+display size, clicks and painted strokes mapped to image pixels), ``drawing.py`` (the pictures drawn over the
+image), ``settings.py`` (the page's settings to an :class:`EditConfig`), ``uploads.py`` (files a browser
+sends, the download format) and ``workspace.py`` (the server's files per tab); ``app.py`` only wires these
 functions to Gradio components.
-
-Coordinates. The page shows every image at a *display size* (:func:`display_size`): a 64 px scene is
-enlarged by an integer factor so it can be painted and clicked, a large photo is shrunk to at most
-:data:`MAX_DISPLAY_SIDE` px. Gradio reports a click as ``[x, y]`` pixel indices of the displayed picture
-(its natural size, whatever the CSS size), and the painted layers come back at the displayed size.
-:func:`display_to_image_point` and :func:`layers_to_mask` map both back to the input image's pixels, once,
-here; nothing else converts coordinates.
 
 Choices:
 
-- A click lands on the image pixel that contains the centre of the clicked display pixel, so points are
-  whole pixels (they read well in the instruction file and the operations list).
-- A painted layer pixel counts when its alpha is nonzero (greyscale or RGB layers: when nonzero), and an
-  image pixel is inside the region when at least half of its display pixels are painted (box filter).
 - Clicks fill the points in the order handle, target, then center for ``rotate`` and ``scale``; a click
   after the last needed point starts over with a new handle. Changing the type keeps the clicks, so a
   third click can still add a center after switching from translate to rotate.
-- Limits (:mod:`dragnext.ui.uploads` for files): at most :data:`MAX_OPERATIONS` operations, and the
-  settings bounded by :data:`MAX_STEPS`, :data:`MAX_PBSI_TIMESTEPS` and :data:`MAX_ITERATIONS`, below the
-  library's own limits: an edit holds the one model, so one request must not hold it for hours.
+- Limits (:mod:`dragnext.ui.uploads` for files, :mod:`dragnext.ui.settings` for the settings): at most
+  :data:`MAX_OPERATIONS` operations and a prompt of at most :data:`MAX_PROMPT_CHARS` characters (the reasons
+  are at the constants).
 """
 
 from __future__ import annotations
 
-import math
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image, ImageDraw
 
-from ..config import SEED_LIMIT, ConfigError, EditConfig
 from ..instructions import (
     NEEDS_CENTER,
     OPERATION_TYPES,
@@ -49,24 +36,12 @@ from ..instructions import (
     validate_request,
 )
 from ..limits import UI_LIMITS
-from ..visualize import CENTER_COLOR, HANDLE_COLOR, TARGET_COLOR, display_scale, draw_instructions
+from .coordinates import Point, display_to_image_point
+from .drawing import overlay, points_view
 from .uploads import UIError, check_image_size
 
-MAX_DISPLAY_SIDE = 1024  # larger images are shown shrunk to this (clicks and strokes are mapped back)
-MIN_DISPLAY_SIDE = 512  # smaller images are enlarged by an integer factor to about this (a 64 px scene: 8x)
 MAX_OPERATIONS = UI_LIMITS.max_operations  # each keeps a full-size mask in the server's memory
-# The settings' bounds: twice the paper preset's steps, four times its PBSI timesteps and five times its K (the
-# presets use 25/50 steps, 2/5 timesteps, K = 5/10). Beyond them an edit gains nothing measurable and holds the
-# shared model for many minutes; `dragnext edit` has no such bound.
-MAX_STEPS = 100
-MAX_PBSI_TIMESTEPS = 20
-MAX_ITERATIONS = 50
-MAX_SEED = SEED_LIMIT - 1  # the seeds an edit takes (config.check_seed), as in the CLI
 MAX_PROMPT_CHARS = 1000  # CLIP reads 77 tokens; a longer prompt only costs memory
-
-PENDING_TINT = (0, 200, 255)  # the region being painted, before "add operation" (added ones are yellow)
-
-Point = tuple[float, float]
 
 
 def point_names(op_type: str) -> tuple[str, ...]:
@@ -80,108 +55,6 @@ def _format_point(point: Point | None) -> str:
     if point is None:
         return ""
     return "(" + ", ".join(str(int(v)) if float(v).is_integer() else f"{v:.1f}" for v in point) + ")"
-
-
-# --------------------------------------------------------------------------------------------------------
-# Images in and out of the page
-
-
-def display_size(height: int, width: int) -> tuple[int, int]:
-    """``(height, width)`` at which an image is shown: small ones enlarged by an integer factor (as
-    :func:`dragnext.visualize.display_scale`), large ones shrunk to :data:`MAX_DISPLAY_SIDE`."""
-    longest = max(height, width)
-    if longest > MAX_DISPLAY_SIDE:
-        ratio = MAX_DISPLAY_SIDE / longest
-        return max(1, round(height * ratio)), max(1, round(width * ratio))
-    zoom = max(1, min(display_scale(height, width, MIN_DISPLAY_SIDE), MAX_DISPLAY_SIDE // longest))
-    return height * zoom, width * zoom
-
-
-def to_display(picture: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    """Resize a picture made for an image of ``shape`` (or already zoomed) to that image's display size."""
-    height, width = display_size(*shape[:2])
-    if picture.shape[:2] == (height, width):
-        return picture
-    resample = Image.NEAREST if picture.shape[0] < height else Image.LANCZOS
-    return np.asarray(Image.fromarray(np.asarray(picture, np.uint8)).resize((width, height), resample))
-
-
-def display_to_image_point(index: Sequence[float] | None, shape: tuple[int, ...]) -> Point:
-    """A click at display pixel ``index = [x, y]`` as an ``(x, y)`` pixel of the image of ``shape``."""
-    height, width = shape[:2]
-    if index is None or len(index) != 2:
-        raise UIError("Click inside the image.")
-    display_height, display_width = display_size(height, width)
-    cx, cy = float(index[0]), float(index[1])
-    if not (0 <= cx < display_width and 0 <= cy < display_height):
-        raise UIError(f"The point ({cx:g}, {cy:g}) lies outside the {display_width}x{display_height} picture.")
-    x = min(width - 1, math.floor((cx + 0.5) * width / display_width))
-    y = min(height - 1, math.floor((cy + 0.5) * height / display_height))
-    return (float(x), float(y))
-
-
-def _layer_coverage(layer: Any) -> np.ndarray | None:
-    """A layer's painted pixels as an ``H x W`` bool array (alpha > 0, or nonzero without alpha)."""
-    if layer is None:
-        return None
-    if isinstance(layer, (str, os.PathLike)):
-        with Image.open(layer) as opened:
-            layer = np.asarray(opened.convert("RGBA"))
-    array = np.asarray(layer)
-    if array.ndim == 2:
-        painted = array > 0
-    elif array.ndim == 3 and array.shape[2] in (2, 4):
-        painted = array[..., -1] > 0
-    elif array.ndim == 3:
-        painted = array.max(axis=2) > 0
-    else:
-        raise UIError(f"Unexpected painted layer of shape {array.shape}.")
-    return painted
-
-
-def layers_to_mask(value: Any, shape: tuple[int, ...]) -> np.ndarray | None:
-    """The strokes painted in a Gradio ``ImageEditor`` as an ``H x W`` bool mask of the image of ``shape``.
-
-    ``value`` is the editor's value (a dict with ``layers``), or a list of layers, or one layer; layers are
-    RGBA / greyscale numpy arrays (or file paths) at display size. Returns ``None`` when nothing is painted.
-    """
-    if value is None:
-        return None
-    layers = value.get("layers") if isinstance(value, dict) else value
-    if layers is None:
-        return None
-    if isinstance(layers, (np.ndarray, str, os.PathLike)):
-        layers = [layers]
-    union: np.ndarray | None = None
-    for layer in layers:
-        painted = _layer_coverage(layer)
-        if painted is None:
-            continue
-        if union is not None and union.shape != painted.shape:
-            raise UIError("The painted layers have different sizes; clear them and paint again.")
-        union = painted if union is None else union | painted
-    if union is None or not union.any():
-        return None
-    height, width = shape[:2]
-    coverage = Image.fromarray(union.astype(np.uint8) * np.uint8(255)).resize((width, height), Image.BOX)
-    mask = np.asarray(coverage) >= 128
-    return mask if mask.any() else None
-
-
-def mask_to_layer(mask: np.ndarray, color: tuple[int, int, int] = (255, 255, 255), alpha: int = 255) -> np.ndarray:
-    """A bool mask as an RGBA layer at display size (``color`` with ``alpha`` inside), to restore painted strokes."""
-    height, width = display_size(*mask.shape)
-    zoomed = Image.fromarray(mask.astype(np.uint8) * np.uint8(255)).resize((width, height), Image.NEAREST)
-    layer = np.zeros((height, width, 4), dtype=np.uint8)
-    inside = np.asarray(zoomed) > 0
-    layer[inside] = (*color, alpha)
-    return layer
-
-
-def _display_point(point: Point, shape: tuple[int, ...]) -> tuple[float, float]:
-    height, width = shape[:2]
-    display_height, display_width = display_size(height, width)
-    return ((point[0] + 0.5) * display_width / width - 0.5, (point[1] + 0.5) * display_height / height - 0.5)
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -398,113 +271,4 @@ class Session:
 
     def points_view(self, op_type: str, region: np.ndarray | None = None) -> np.ndarray:
         """:meth:`overlay` plus the pending region (tinted cyan) and the pending clicks (dots and an arrow)."""
-        image = self.require_image()
-        base = image
-        if region is not None and region.shape == image.shape[:2]:
-            tinted = 0.55 * image.astype(np.float32) + 0.45 * np.asarray(PENDING_TINT, np.float32)
-            base = np.where(region[..., None], tinted, image.astype(np.float32)).round().astype(np.uint8)
-        height, width = image.shape[:2]
-        zoom = max(1, display_size(height, width)[0] // height)
-        picture = Image.fromarray(to_display(draw_instructions(base, self.operations, scale=zoom), image.shape))
-        draw = ImageDraw.Draw(picture)
-        display_height = picture.height
-        radius = max(3, display_height // 80)
-        line = max(2, radius // 2)
-        pending = self.pending(op_type)
-        spots = {name: _display_point(point, image.shape) for name, point in pending.items()}
-        if "center" in spots and op_type in NEEDS_CENTER and "handle" in spots:
-            draw.line([spots["center"], spots["handle"]], fill=CENTER_COLOR, width=max(1, line // 2))
-        if "handle" in spots and "target" in spots:
-            draw.line([spots["handle"], spots["target"]], fill=(255, 255, 255), width=line)
-            _arrow_head(draw, spots["handle"], spots["target"], line)
-        colors = {"handle": HANDLE_COLOR, "target": TARGET_COLOR, "center": CENTER_COLOR}
-        for name, (x, y) in spots.items():
-            if name == "center" and op_type not in NEEDS_CENTER:
-                continue
-            box = [x - radius, y - radius, x + radius, y + radius]
-            draw.ellipse(box, fill=colors[name], outline=(0, 0, 0), width=1)
-        return np.asarray(picture)
-
-
-def overlay(image: np.ndarray, operations: Sequence[Operation], editable_mask: np.ndarray | None = None) -> np.ndarray:
-    """``image`` at display size with the regions tinted and the handle -> target arrows drawn
-    (:func:`dragnext.visualize.draw_instructions`); outside the editable mask darkened."""
-    height, width = image.shape[:2]
-    zoom = max(1, display_size(height, width)[0] // height)
-    return to_display(draw_instructions(image, operations, editable_mask, scale=zoom), image.shape)
-
-
-def _arrow_head(draw: ImageDraw.ImageDraw, start: tuple[float, float], end: tuple[float, float], width: int) -> None:
-    angle = math.atan2(end[1] - start[1], end[0] - start[0])
-    size = 4 * width
-    for side in (-1, 1):
-        tip = (end[0] - size * math.cos(angle + side * 0.45), end[1] - size * math.sin(angle + side * 0.45))
-        draw.line([end, tip], fill=(255, 255, 255), width=width)
-
-
-# --------------------------------------------------------------------------------------------------------
-# Settings
-
-
-@dataclass(frozen=True)
-class Settings:
-    """The settings the page shows (the rest of :class:`EditConfig` comes from the backbone's preset)."""
-
-    steps: Any
-    pbsi_timesteps: Any
-    iterations: Any
-    learning_rate: Any
-    lora: bool
-    seed: Any
-    preset: str = "default"  # the preset the rest of the settings come from (config.PRESET_NAMES)
-
-    @classmethod
-    def from_config(cls, config: EditConfig, seed: int = 0, preset: str = "default") -> Settings:
-        return cls(config.num_steps, config.pbsi_timesteps, config.iterations, config.learning_rate, config.lora,
-                   seed, preset)
-
-
-def _number(value: Any, label: str) -> float:
-    """A number typed in the page (a float from Gradio, or text from a script calling the API)."""
-    if value is None or (isinstance(value, str) and not value.strip()):
-        raise UIError(f"{label}: enter a number.")
-    if isinstance(value, bool):
-        raise UIError(f"{label}: {value!r} is not a number.")
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        raise UIError(f"{label}: {_short(value)} is not a number.") from None
-    except OverflowError:  # an int of hundreds of digits
-        raise UIError(f"{label}: the number is too large.") from None
-
-
-def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."
-
-
-def _whole(value: Any, label: str, minimum: int, maximum: int) -> int:
-    number = _number(value, label)
-    if not (number.is_integer() and minimum <= number <= maximum):
-        raise UIError(f"{label}: must be a whole number from {minimum} to {maximum}, got {number:g}.")
-    return int(number)
-
-
-def config_from_settings(base: EditConfig, settings: Settings) -> tuple[EditConfig, int]:
-    """The :class:`EditConfig` (``base`` with the page's settings) and the seed; messages name the field.
-
-    Every number is checked, finite and within the page's bounds, before anything is derived from it.
-    """
-    steps = _whole(settings.steps, "Steps", 1, MAX_STEPS)
-    pbsi = _whole(settings.pbsi_timesteps, "PBSI timesteps", 0, MAX_PBSI_TIMESTEPS)
-    iterations = _whole(settings.iterations, "K (Adam steps per timestep)", 1, MAX_ITERATIONS)
-    seed = _whole(settings.seed, "Seed", 0, MAX_SEED)
-    learning_rate = _number(settings.learning_rate, "Learning rate")
-    if not (math.isfinite(learning_rate) and learning_rate > 0):
-        raise UIError(f"Learning rate: must be a positive number, got {learning_rate:g}.")
-    try:
-        config = base.override(num_steps=steps, pbsi_timesteps=pbsi, iterations=iterations,
-                               learning_rate=learning_rate, lora=bool(settings.lora))
-    except ConfigError as error:
-        raise UIError(str(error)) from None
-    return config, seed
+        return points_view(self.require_image(), self.operations, self.pending(op_type), op_type, region)
