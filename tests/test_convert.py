@@ -23,7 +23,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dragnext.bench import convert as convert_module
 from dragnext.bench.convert import (
     ALLOWED_GLOBALS,
     ConversionError,
@@ -36,6 +35,8 @@ from dragnext.bench.convert import (
     find_samples,
     load_dragbench_meta,
 )
+from dragnext.bench.convert import conversion as conversion_module
+from dragnext.bench.convert import samples as samples_module
 from dragnext.cli.common import EXIT_SOME_FAILED
 from dragnext.cli.convert import add_convert_parser
 from dragnext.instructions import InstructionError, load_instructions
@@ -639,14 +640,14 @@ def test_hostile_drag100_samples_fail_alone_and_the_good_ones_convert(tmp_path):
 def test_an_unforeseen_exception_fails_its_sample_only(tmp_path, monkeypatch):
     _write_drag100_sample(tmp_path / "src" / "a", [[1, 1], [5, 5]])
     _write_drag100_sample(tmp_path / "src" / "b", [[2, 2], [6, 6]])
-    build = convert_module._build_request
+    build = conversion_module.build_request
 
     def build_or_fail(image, editable, points, prompt, radius):
         if points[0] == [1, 1]:
             raise ZeroDivisionError("something\nunforeseen")
         return build(image, editable, points, prompt, radius)
 
-    monkeypatch.setattr(convert_module, "_build_request", build_or_fail)
+    monkeypatch.setattr(conversion_module, "build_request", build_or_fail)
     report = convert_drag100(tmp_path / "src", tmp_path / "out")
     assert report.failed == [("a", "unexpected ZeroDivisionError: something unforeseen")]
     assert [p.parent.name for p in report.converted] == ["b"]
@@ -659,7 +660,7 @@ def test_a_write_that_fails_leaves_no_partial_sample_folder(tmp_path, monkeypatc
     convert_drag100(tmp_path / "src", out)  # an earlier, complete conversion of every sample
     before = {p: p.read_bytes() for p in (out / "drag100" / "b").iterdir()}
     _write_drag100_sample(tmp_path / "src" / "b", [[2, 2], [9, 9], [20, 20], [25, 25]])
-    save = convert_module.save_instructions
+    save = samples_module.save_instructions
 
     def save_then_fail(request, path):
         save(request, path)
@@ -667,7 +668,7 @@ def test_a_write_that_fails_leaves_no_partial_sample_folder(tmp_path, monkeypatc
             raise OSError(28, "No space left on device", str(path))
         return path
 
-    monkeypatch.setattr(convert_module, "save_instructions", save_then_fail)
+    monkeypatch.setattr(samples_module, "save_instructions", save_then_fail)
     args = _parser().parse_args(["convert", "drag100", str(tmp_path / "src"), "-o", str(out)])
     assert args.run(args) == 1
     assert "No space left on device" in capsys.readouterr().err
@@ -681,7 +682,7 @@ def test_an_interrupt_keeps_the_finished_samples_and_leaves_no_partial_folder(tm
         _write_drag100_sample(tmp_path / "src" / name, [[1, 1], [5, 5]])
     _write_drag100_sample(tmp_path / "src" / "a0", [[1, 1]])  # fails before the interrupt
     written = []
-    write_text = convert_module.write_text_atomic
+    write_text = samples_module.write_text_atomic
 
     def interrupt_on_second_sample(path, text):
         if path.name == "conversion.json" and written:
@@ -689,7 +690,7 @@ def test_an_interrupt_keeps_the_finished_samples_and_leaves_no_partial_folder(tm
         written.append(path)
         return write_text(path, text)
 
-    monkeypatch.setattr(convert_module, "write_text_atomic", interrupt_on_second_sample)
+    monkeypatch.setattr(samples_module, "write_text_atomic", interrupt_on_second_sample)
     with pytest.raises(KeyboardInterrupt):
         convert_drag100(tmp_path / "src", tmp_path / "out")
     out = tmp_path / "out" / "drag100"

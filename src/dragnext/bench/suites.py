@@ -5,7 +5,7 @@
   ``long=True``: longer translations and deformations, rotations of 60-120 degrees, factors beyond 1.6 or below 0.6).
 - a folder: every instruction file (``*.json``, the design.md format) below it, except converter sidecars and
   files under hidden folders (``.git``, or the staging folder of a conversion that was killed).
-- ``dragbench`` / ``drag100``: the point-based benchmark under ``--data`` converted (``bench/convert.py``) into
+- ``dragbench`` / ``drag100``: the point-based benchmark under ``--data`` converted (``bench/convert/``) into
   ``<out>/inputs/<dataset>/``, then read as a folder. A sample that could not be converted stays in the suite
   as a sample that fails to load with the converter's reason, so it is counted and listed like any failure.
 

@@ -1,4 +1,4 @@
-"""``dragnext convert``: a point-based benchmark (DragBench, Drag100) into instruction folders (bench/convert.py)."""
+"""``dragnext convert``: a point-based benchmark (DragBench, Drag100) into instruction folders (bench/convert/)."""
 
 from __future__ import annotations
 
