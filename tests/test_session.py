@@ -69,3 +69,16 @@ def test_a_picture_that_cannot_be_edited_is_refused_when_the_session_opens(tiny_
 
     with pytest.raises(InstructionError, match="H x W x 3 uint8"):
         EditSession(tiny_sd.backbone, bad, config=SMALL)
+
+
+def test_sessions_are_shared_per_picture_and_prompt_and_the_oldest_is_dropped(tiny_sd):
+    from dragnext.session import EditSessions
+
+    sessions = EditSessions(tiny_sd.backbone, SMALL, kept=2)
+    a, b, c = (random_image(32, 32, seed=s) for s in (701, 702, 703))
+    first = sessions.get(a)
+    assert sessions.get(a.copy()) is first  # the same pixels, the same session
+    assert sessions.get(a, prompt="other") is not first
+    sessions.get(b)
+    sessions.get(c)  # two newer pictures pushed `a` out of a cache of two
+    assert sessions.get(a) is not first

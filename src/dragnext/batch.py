@@ -11,16 +11,12 @@ from __future__ import annotations
 
 import csv
 import glob
-import hashlib
 import io
 import logging
-from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
-
-import numpy as np
 
 from .config import EditConfig
 from .files import write_png_atomic, write_text_atomic
@@ -91,12 +87,6 @@ def output_paths(out_dir: Path, file: Path) -> tuple[Path, Path]:
     return out_dir / f"{file.stem}.png", out_dir / f"{file.stem}-preview.png"
 
 
-def _picture_key(image: np.ndarray, prompt: str) -> str:
-    digest = hashlib.sha256(np.ascontiguousarray(image).tobytes())
-    digest.update(repr((image.shape, prompt)).encode())
-    return digest.hexdigest()
-
-
 def _error_text(error: BaseException) -> str:
     return str(error) if isinstance(error, (InstructionError, InputError)) else f"{type(error).__name__}: {error}"
 
@@ -121,27 +111,21 @@ def edit_files(backbone: Backbone, files: Sequence[Path], out_dir: Path, config:
                on_file: Callable[[FileOutcome], None] | None = None) -> BatchReport:
     """Edit every instruction file with ``backbone`` into ``out_dir`` (module docstring); ``on_file`` is called
     after each file, failed or not. A KeyboardInterrupt stops the run after writing ``failed.csv``."""
-    from .session import EditSession
+    from .session import EditSessions
     from .visualize import draw_instructions, side_by_side
 
     out_dir.mkdir(parents=True, exist_ok=True)
     report = BatchReport()
-    sessions: OrderedDict[str, tuple[EditSession, Path]] = OrderedDict()
+    sessions = EditSessions(backbone, config, kept=KEPT_SESSIONS)
+    first_files: dict[EditSession, Path] = {}  # the file that opened each session
     try:
         for file in files:
             outcome = FileOutcome(file)
             try:
                 request = load_instructions(file)
                 _check_not_an_input(output_paths(out_dir, file)[: 2 if previews else 1], request.files)
-                key = _picture_key(request.image, request.prompt)
-                if key in sessions:
-                    sessions.move_to_end(key)
-                    session, first = sessions[key]
-                else:
-                    session, first = EditSession(backbone, request.image, prompt=request.prompt, config=config), file
-                    sessions[key] = (session, first)
-                    while len(sessions) > KEPT_SESSIONS:
-                        sessions.popitem(last=False)
+                session = sessions.get(request.image, request.prompt)
+                first = first_files.setdefault(session, file)
                 result = session.edit(request.operations, editable_mask=request.editable_mask, seed=seed)
                 output, preview = output_paths(out_dir, file)
                 write_png_atomic(output, result.image)

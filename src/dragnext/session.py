@@ -16,6 +16,8 @@ Which settings an inversion depends on: :func:`inversion_key`. Not thread-safe: 
 
 from __future__ import annotations
 
+import hashlib
+from collections import OrderedDict
 from collections.abc import Iterable
 
 import numpy as np
@@ -81,3 +83,24 @@ class EditSession:
     def clear(self) -> None:
         """Forget the kept inversions (their memory: a few latents per setting)."""
         self._editor.inversions.clear()
+
+
+class EditSessions:
+    """The sessions of the pictures edited lately, at most ``kept`` (each holds a few latents): the same picture
+    with the same prompt gets the same session, so its inversion and LoRA are reused."""
+
+    def __init__(self, backbone: Backbone, config: EditConfig | None = None, *, kept: int = 4):
+        self.backbone, self.config, self.kept = backbone, config, kept
+        self._sessions: OrderedDict[str, EditSession] = OrderedDict()
+
+    def get(self, image: np.ndarray, prompt: str = "") -> EditSession:
+        image = check_image(image)
+        digest = hashlib.sha256(np.ascontiguousarray(image).tobytes())
+        digest.update(repr((image.shape, prompt)).encode())
+        key = digest.hexdigest()
+        session = self._sessions.pop(key, None) or EditSession(self.backbone, image, prompt=prompt,
+                                                              config=self.config)
+        self._sessions[key] = session
+        while len(self._sessions) > self.kept:
+            self._sessions.popitem(last=False)
+        return session

@@ -14,12 +14,10 @@ timestep is ``K`` optimiser steps, bounded by the page's settings).
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -77,22 +75,17 @@ class EditRunner:
         # the presets a page may pick, "default" first; the base config is the default one
         self.presets = {"default": self.base_config, **{k: v for k, v in (presets or {}).items() if k != "default"}}
         self.editor = editor or self._edit_in_session
-        self._sessions: OrderedDict[str, Any] = OrderedDict()  # EditSession per (picture, prompt), latest last
+        self._sessions = None  # EditSessions, made at the first edit (importing it loads torch)
         self._lock = threading.Lock()
 
     def _edit_in_session(self, request, config: EditConfig, seed: int, progress: ProgressCallback | None):
         """Edit through the picture's :class:`~dragnext.session.EditSession`, so running the same picture again
         with other points or settings reuses its inversion and LoRA."""
-        from ..session import EditSession
+        if self._sessions is None:
+            from ..session import EditSessions
 
-        digest = hashlib.sha256(np.ascontiguousarray(request.image).tobytes())
-        digest.update(repr((request.image.shape, request.prompt)).encode())
-        key = digest.hexdigest()
-        session = self._sessions.pop(key, None) or EditSession(self.backbone, request.image, prompt=request.prompt,
-                                                              config=self.base_config)
-        self._sessions[key] = session
-        while len(self._sessions) > KEPT_SESSIONS:
-            self._sessions.popitem(last=False)
+            self._sessions = EditSessions(self.backbone, self.base_config, kept=KEPT_SESSIONS)
+        session = self._sessions.get(request.image, request.prompt)
         return session.edit(request.operations, editable_mask=request.editable_mask, config=config, seed=seed,
                             progress=progress)
 
