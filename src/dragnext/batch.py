@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 from .config import EditConfig
 from .files import write_png_atomic, write_text_atomic
-from .instructions import InstructionError, load_instructions
+from .instructions import load_instructions
 from .limits import InputError
 
 if TYPE_CHECKING:  # torch loads only when edits run: the CLI checks its arguments first
@@ -88,7 +88,9 @@ def output_paths(out_dir: Path, file: Path) -> tuple[Path, Path]:
 
 
 def _error_text(error: BaseException) -> str:
-    return str(error) if isinstance(error, (InstructionError, InputError)) else f"{type(error).__name__}: {error}"
+    """One line: an input error's own message, otherwise the exception's type and message."""
+    text = " ".join(str(error).split())
+    return text if isinstance(error, InputError) else f"{type(error).__name__}: {text}"
 
 
 def _check_not_an_input(outputs: Sequence[Path], inputs: Sequence[Path]) -> None:
@@ -123,18 +125,18 @@ def edit_files(backbone: Backbone, files: Sequence[Path], out_dir: Path, config:
             outcome = FileOutcome(file)
             try:
                 request = load_instructions(file)
-                _check_not_an_input(output_paths(out_dir, file)[: 2 if previews else 1], request.files)
+                output, preview = output_paths(out_dir, file)
+                _check_not_an_input([output, preview] if previews else [output], request.files)
                 session = sessions.get(request.image, request.prompt)
                 first = first_files.setdefault(session, file)
                 result = session.edit(request.operations, editable_mask=request.editable_mask, seed=seed)
-                output, preview = output_paths(out_dir, file)
                 write_png_atomic(output, result.image)
                 if previews:
                     overlay = draw_instructions(request.image, request.operations, request.editable_mask)
                     write_png_atomic(preview, side_by_side([overlay, result.image], ["input", "output"]))
                 outcome.output, outcome.result = output, result
                 outcome.shared_with = first if result.reused else None
-            except (InstructionError, InputError, ValueError, RuntimeError, OSError) as error:
+            except (ValueError, RuntimeError, OSError) as error:  # InputError is a ValueError
                 outcome.reason = _error_text(error)
                 logger.warning("%s: %s", file, outcome.reason)
             report.outcomes.append(outcome)
