@@ -235,6 +235,39 @@ def test_same_seed_gives_the_same_output_with_lora(tiny_sd, tmp_path, monkeypatc
     assert np.array_equal(outputs[0], outputs[1])
 
 
+def test_a_lora_fit_depends_on_its_seed_not_on_the_global_rng_or_earlier_fits(tiny_sd, tmp_path, monkeypatch):
+    """The fit draws its starting weights, noise and timesteps from the edit's seed: a fit after another image's
+    fit, with the global RNG in another state, gives the same weights as a fit on a fresh backbone."""
+    from peft.utils import get_peft_model_state_dict
+
+    config = SMALL.override(lora_steps=2)
+    image_a, image_b = random_image(32, 32, seed=40), random_image(32, 32, seed=41)
+
+    def fitted(backbone) -> dict:
+        return {k: v.clone() for k, v in get_peft_model_state_dict(backbone.unet, adapter_name="dragnext").items()}
+
+    monkeypatch.setenv("DRAGNEXT_CACHE_DIR", str(tmp_path / "fresh"))
+    fresh = load_backbone(str(tiny_sd.folder), device="cpu")
+    assert fresh.finetune_lora(image_a, "", config, seed=5) == config.lora_steps
+    alone = fitted(fresh)
+
+    monkeypatch.setenv("DRAGNEXT_CACHE_DIR", str(tmp_path / "after"))
+    used = load_backbone(str(tiny_sd.folder), device="cpu")
+    used.finetune_lora(image_b, "", config, seed=5)
+    torch.randn(1000)  # the global generator moves on
+    state = torch.random.get_rng_state()
+    assert used.finetune_lora(image_a, "", config, seed=5) == config.lora_steps
+    assert torch.equal(torch.random.get_rng_state(), state)  # and the fit left it alone
+    after = fitted(used)
+    assert alone.keys() == after.keys()
+    assert all(torch.equal(alone[k], after[k]) for k in alone)
+
+    other_seed = load_backbone(str(tiny_sd.folder), device="cpu")
+    monkeypatch.setenv("DRAGNEXT_CACHE_DIR", str(tmp_path / "other"))
+    other_seed.finetune_lora(image_a, "", config, seed=6)
+    assert not all(torch.equal(alone[k], v) for k, v in fitted(other_seed).items())
+
+
 def test_lora_is_cached_and_disabled_when_off(tiny_sd):
     backbone = tiny_sd.backbone
     request = two_operation_request(seed=4)

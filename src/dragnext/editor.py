@@ -193,8 +193,7 @@ class DragEditor:
                 passes: PassCounts, timings: dict[str, float]) -> Inverted:
         """Steps 2-3 of an edit: the image's latent, the prompt's conditioning, the LoRA and the inversion."""
         backbone = self.backbone
-        with torch.random.fork_rng(devices=[]), _timed(timings, "encode"):
-            torch.manual_seed(seed)
+        with _timed(timings, "encode"):  # deterministic: the VAE's mean, not a sample
             latent0 = backbone.encode_image(work.image)
             conditioning = backbone.encode_prompt(prompt)
         self._fit_lora(work.image, prompt, config, seed, report, passes, timings)
@@ -211,10 +210,9 @@ class DragEditor:
     def _fit_lora(self, image: np.ndarray, prompt: str, config: EditConfig, seed: int, report: ProgressCallback,
                   passes: PassCounts, timings: dict[str, float]) -> None:
         """Fit (or load from its caches) the identity-preserving LoRA, or switch LoRA off."""
-        with torch.random.fork_rng(devices=[]), _timed(timings, "lora"):
-            torch.manual_seed(seed)
+        with _timed(timings, "lora"):
             if uses_lora(self.backbone, config):
-                spent = self.backbone.finetune_lora(image, prompt, config, report)
+                spent = self.backbone.finetune_lora(image, prompt, config, report, seed=seed)
                 passes.forward += spent
                 passes.backward += spent
             else:

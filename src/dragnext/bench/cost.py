@@ -42,7 +42,7 @@ import torch.nn.functional as F
 from ..attention import MutualAttentionSwitch, installed_processors, mutual_attention_processors
 from ..baselines import DRAGDIFFUSION, PointSettings
 from ..config import PAPER, STABLE_DIFFUSION, EditConfig
-from ..models.base import Backbone, default_device, default_dtype
+from ..models.base import Backbone, default_device, default_dtype, seeded_construction
 from .memory import peak_rss_mb, reset_peak_rss
 
 VAE_FACTOR = 8  # SD's VAE downsamples by 8
@@ -119,8 +119,7 @@ def build_unet_backbone(config: Mapping[str, Any], device=None, dtype=None) -> U
 
     device = torch.device(device) if device is not None else default_device()
     dtype = dtype or default_dtype(device)
-    torch.manual_seed(0)
-    with device:
+    with seeded_construction(0, device), device:
         unet = UNet2DConditionModel(**config)
     return UNetOnly(unet.to(dtype).eval().requires_grad_(False), device, dtype)
 

@@ -48,6 +48,22 @@ def tensor_to_image(pixels: torch.Tensor) -> np.ndarray:
     return ((pixels.detach().float().clamp(-1, 1) + 1) * 127.5).round().byte()[0].permute(1, 2, 0).cpu().numpy()
 
 
+@contextlib.contextmanager
+def seeded_construction(seed: int, device: torch.device | str = "cpu"):
+    """Build random-weight modules reproducibly without touching the caller's RNG.
+
+    diffusers and torch initialise a module's weights from the global generator and take no generator argument,
+    so this is the one place the library seeds it: inside a fork of the RNG state, restored on exit.
+    """
+    device = torch.device(device)
+    forked = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=forked):
+        torch.default_generator.manual_seed(seed)
+        if device.type == "cuda":
+            torch.cuda.manual_seed(seed)
+        yield
+
+
 def default_device() -> torch.device:
     return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
 
@@ -144,8 +160,9 @@ class Backbone(ABC):
         return torch.cat(maps, dim=1)
 
     # ---------------------------------------------------------------- optional: identity-preserving LoRA
-    def finetune_lora(self, image: np.ndarray, prompt: str, config, progress=None) -> int:
-        """Fit a LoRA to the image; returns the number of UNet forward+backward passes spent (0 if cached)."""
+    def finetune_lora(self, image: np.ndarray, prompt: str, config, progress=None, *, seed: int = 0) -> int:
+        """Fit a LoRA to the image, its noise drawn from a generator seeded with ``seed``; returns the number of
+        UNet forward+backward passes spent (0 if cached)."""
         raise NotImplementedError(f"{self.name} does not support LoRA fine-tuning")
 
     def disable_lora(self) -> None:  # noqa: B027 - optional hook, a no-op for backbones without LoRA

@@ -106,11 +106,11 @@ class StableDiffusionBackbone(Backbone):
         return self.unet(latent, timestep, encoder_hidden_states=conditioning).sample
 
     # ---------------------------------------------------------------- identity-preserving LoRA
-    def _lora_cache_key(self, image: np.ndarray, prompt: str, config) -> str:
+    def _lora_cache_key(self, image: np.ndarray, prompt: str, config, seed: int) -> str:
         digest = hashlib.sha256()
         digest.update(np.ascontiguousarray(image).tobytes())
         digest.update(repr((image.shape, prompt, self.source, config.lora_rank, config.lora_steps,
-                            config.lora_learning_rate, torch.initial_seed())).encode())
+                            config.lora_learning_rate, seed)).encode())
         return digest.hexdigest()[:32]
 
     def _ensure_adapter(self, rank: int) -> None:
@@ -139,16 +139,18 @@ class StableDiffusionBackbone(Backbone):
                 param.requires_grad_(False)
                 param.grad = None
 
-    def finetune_lora(self, image: np.ndarray, prompt: str, config, progress=None) -> int:
+    def finetune_lora(self, image: np.ndarray, prompt: str, config, progress=None, *, seed: int = 0) -> int:
         """Fit a rank-``lora_rank`` LoRA to the image with the plain diffusion loss (DragDiffusion's recipe).
 
-        Cached by image, prompt, model and settings, in memory and in ``$DRAGNEXT_CACHE_DIR/lora``: a second
-        edit of the same image loads the weights instead of training. Returns the UNet passes spent.
+        The adapter's starting weights, noise and timesteps come from a generator seeded with ``seed`` (the
+        edit's), so a fit depends neither on the process's global RNG nor on the images fitted before it.
+        Cached by image, prompt, model, settings and seed, in memory and in ``$DRAGNEXT_CACHE_DIR/lora``: a
+        second edit of the same image loads the weights instead of training. Returns the UNet passes spent.
         """
         from peft.utils import get_peft_model_state_dict
         from safetensors.torch import load_file, save
 
-        key = self._lora_cache_key(image, prompt, config)
+        key = self._lora_cache_key(image, prompt, config, seed)
         self._ensure_adapter(config.lora_rank)
         if key == self._lora_key:
             self._use_adapter()
@@ -168,12 +170,17 @@ class StableDiffusionBackbone(Backbone):
         noise_scheduler = DDPMScheduler.from_config(self.scheduler_config)
         latent = self.encode_image(image)
         conditioning = self.encode_prompt(prompt)
-        generator = torch.Generator(device="cpu").manual_seed(torch.initial_seed())  # the edit's seed
+        generator = torch.Generator(device="cpu").manual_seed(seed)
         self.unet.enable_adapters()  # an edit with lora=False may have disabled it: train it, not the base UNet
-        params = [p for n, p in self.unet.named_parameters() if "lora_" in n]
-        for p in params:
-            p.data = p.data.float()
+        params = []
+        for name, p in self.unet.named_parameters():
+            if "lora_" not in name:
+                continue
+            # a fresh start, as peft's "gaussian" init draws it (A ~ N(0, 1/r), B = 0), from the edit's generator
+            start = torch.randn(p.shape, generator=generator) / config.lora_rank if "lora_A" in name else None
+            p.data = start.to(p.device) if start is not None else torch.zeros_like(p.data, dtype=torch.float32)
             p.requires_grad_(True)
+            params.append(p)
         optimizer = torch.optim.AdamW(params, lr=config.lora_learning_rate)
         # the adapter is trained in place: until training ends it belongs to no image, so a stopped or failed
         # run (the UI's time limit) cannot leave half-trained weights under the previous image's key

@@ -25,6 +25,7 @@ from diffusers.training_utils import EMAModel
 from PIL import Image
 
 from ..scenes import Polygon, random_scene, render
+from .base import seeded_construction
 
 logger = logging.getLogger(__name__)
 
@@ -128,9 +129,10 @@ def train_bundled(
     """Train the bundled model for ``config.minutes`` and write it, a loss log and sample grids to ``out_dir``."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
-    unet = bundled_unet(config.image_size)
+    generator = torch.Generator().manual_seed(config.seed)
+    with seeded_construction(config.seed):
+        unet = bundled_unet(config.image_size)
     noise_scheduler = bundled_noise_scheduler()
     ema = EMAModel(unet.parameters(), decay=config.ema_decay, use_ema_warmup=True, power=3 / 4)
     optimizer = torch.optim.AdamW(unet.parameters(), lr=config.learning_rate, weight_decay=0.0)
@@ -151,8 +153,9 @@ def train_bundled(
             for group in optimizer.param_groups:
                 group["lr"] = lr
             clean = _batch(rng, config)
-            noise = torch.randn_like(clean)
-            timesteps = torch.randint(0, noise_scheduler.config.num_train_timesteps, (clean.shape[0],))
+            noise = torch.randn(clean.shape, generator=generator)
+            timesteps = torch.randint(0, noise_scheduler.config.num_train_timesteps, (clean.shape[0],),
+                                      generator=generator)
             noisy = noise_scheduler.add_noise(clean, noise, timesteps)
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.bf16):
                 prediction = unet(noisy, timesteps).sample
