@@ -3,7 +3,7 @@
 For each synthetic scene, the input and the ground-truth result are both inverted to the first optimised
 timestep with the bundled model's default preset, and scored by two objectives at eta = 1: ``paper`` (features
 of the moved region against the detached original features, warped: the paper's LRO term) and ``v2`` (engine
-v2's :class:`~dragnext.editor.RegionObjective`: translations as the paper, every other region and the vacated
+v2's :class:`~dragnext.objective.RegionObjective`: translations as the paper, every other region and the vacated
 area against the features of the moved, filled start). A ratio truth / unedited well below 1 means the
 objective points at the ground truth; near or above 1, minimising it cannot find it.
 
@@ -23,8 +23,9 @@ from PIL import Image
 
 from dragnext.bench.suites import length_group, request_type, synthetic_suite
 from dragnext.config import preset
-from dragnext.editor import DragEditor, RegionObjective, ddim_invert, region_loss
+from dragnext.editor import DragEditor, ddim_invert
 from dragnext.models import load_backbone
+from dragnext.objective import RegionObjective, region_loss
 
 
 def main() -> None:

@@ -9,7 +9,7 @@ import torch
 from dragnext import config as config_module
 from dragnext.attention import MutualSelfAttentionProcessor
 from dragnext.config import PAPER
-from dragnext.editor import DragEditor, PassCounts
+from dragnext.editor import DragEditor, PassCounts, TimestepContext
 from dragnext.instructions import DragRequest, make_operation
 from dragnext.models import load_backbone
 
@@ -162,12 +162,17 @@ def test_a_feature_block_the_unet_lacks_is_a_config_error(tiny_sd):
         DragEditor(tiny_sd.backbone, SMALL.override(mutual_attention_start_layer=99))(square_request())
 
 
+def step_at(request, latent, t, conditioning, mask, config, passes) -> TimestepContext:
+    """The first optimised timestep, with the latent as its own unedited reference."""
+    return TimestepContext(t, 0, latent, conditioning, request, mask, config, passes)
+
+
 def test_pbsi_changes_the_latent(tiny_sd, pbsi_inputs):
     request, latent, t, conditioning = pbsi_inputs
     mask = torch.ones(1, 1, *latent.shape[-2:])
     passes = PassCounts()
-    out, history = DragEditor(tiny_sd.backbone, SMALL)._optimise(latent, latent, t, conditioning, request, mask,
-                                                                  SMALL, 0, passes)
+    step = step_at(request, latent, t, conditioning, mask, SMALL, passes)
+    out, history = DragEditor(tiny_sd.backbone, SMALL)._optimise(latent, step)
     assert out.shape == latent.shape
     assert not out.requires_grad
     assert (out - latent).abs().max() > 1e-3
@@ -179,8 +184,8 @@ def test_loss_falls_over_the_iterations_when_the_target_is_fixed(tiny_sd, pbsi_i
     request, latent, t, conditioning = pbsi_inputs
     config = SMALL.override(progressive=False, iterations=8, learning_rate=2e-2)
     mask = torch.ones(1, 1, *latent.shape[-2:])
-    _, history = DragEditor(tiny_sd.backbone, config)._optimise(latent, latent, t, conditioning, request, mask,
-                                                                 config, 0, PassCounts())
+    step = step_at(request, latent, t, conditioning, mask, config, PassCounts())
+    _, history = DragEditor(tiny_sd.backbone, config)._optimise(latent, step)
     assert len(history) == 8
     assert history[-1] < 0.95 * history[0]
 
@@ -191,8 +196,8 @@ def test_hard_mask_keeps_the_latent_outside_the_editable_mask(tiny_sd, pbsi_inpu
     config = SMALL.override(hard_mask=hard_mask)
     mask = torch.zeros(1, 1, *latent.shape[-2:])
     mask[..., : latent.shape[-1] // 2] = 1  # left half editable; the region moves inside it
-    out, _ = DragEditor(tiny_sd.backbone, config)._optimise(latent, latent, t, conditioning, request, mask, config,
-                                                            0, PassCounts())
+    step = step_at(request, latent, t, conditioning, mask, config, PassCounts())
+    out, _ = DragEditor(tiny_sd.backbone, config)._optimise(latent, step)
     inside, outside = mask.expand_as(latent) > 0, mask.expand_as(latent) == 0
     assert not torch.equal(out[inside], latent[inside])
     # with the hard mask nothing outside moves; without it, Adam moves it a little (the lambda term is soft)

@@ -8,10 +8,11 @@ import pytest
 import torch
 
 from dragnext.config import BUNDLED, PAPER, preset
-from dragnext.editor import DragEditor, RegionObjective, ddim_invert
+from dragnext.editor import DragEditor, ddim_invert
 from dragnext.ground_truth import deform_edit, random_edit, rotate_edit
 from dragnext.metrics import score_edit
 from dragnext.models import load_backbone
+from dragnext.objective import RegionObjective
 from dragnext.scenes import Polygon, random_scene
 
 # seeds outside the benchmark's (1000+), so nothing here is tuned on the published suite
@@ -95,7 +96,7 @@ def test_skipping_the_zero_loss_timestep_changes_nothing_but_the_passes(bundled,
     edit = random_edit(ROTATE_SEED, "rotate")
     config = BUNDLED.override(num_steps=10, iterations=3)
     skipped = DragEditor(bundled, config)(edit.request)
-    monkeypatch.setattr(editor, "_at_its_own_target", lambda *args: False)
+    monkeypatch.setattr(editor, "at_its_own_target", lambda *args: False)
     spent = DragEditor(bundled, config)(edit.request)
     # the skipped timestep costs its target features, one iteration's forward and backward
     assert spent.passes.truncated_forward - skipped.passes.truncated_forward == 2
@@ -105,7 +106,7 @@ def test_skipping_the_zero_loss_timestep_changes_nothing_but_the_passes(bundled,
 
 
 def test_the_zero_loss_skip_holds_only_where_the_gradient_is_zero():
-    from dragnext.editor import _at_its_own_target
+    from dragnext.objective import at_its_own_target
 
     latent = torch.ones(1, 3, 4, 4)
     mask = torch.zeros(1, 1, 4, 4)
@@ -113,12 +114,12 @@ def test_the_zero_loss_skip_holds_only_where_the_gradient_is_zero():
     moved_outside = latent.clone()
     moved_outside[..., 3, 3] = 2.0  # the start differs from the unedited latent outside the editable mask
     soft = BUNDLED.override(hard_mask=False, lambda_editable=0.1)
-    assert _at_its_own_target(latent, latent, mask, soft, 0)
-    assert not _at_its_own_target(moved_outside, latent, mask, soft, 0)  # the regulariser pulls it back
-    assert _at_its_own_target(moved_outside, latent, mask, soft.override(hard_mask=True), 0)
-    assert not _at_its_own_target(latent, latent, mask, soft, 1)
-    assert not _at_its_own_target(latent, latent, mask, soft.override(loss_target="by-type"), 0)
-    assert not _at_its_own_target(latent, latent, mask, soft.override(start="unedited"), 0)
+    assert at_its_own_target(latent, latent, mask, soft, 0)
+    assert not at_its_own_target(moved_outside, latent, mask, soft, 0)  # the regulariser pulls it back
+    assert at_its_own_target(moved_outside, latent, mask, soft.override(hard_mask=True), 0)
+    assert not at_its_own_target(latent, latent, mask, soft, 1)
+    assert not at_its_own_target(latent, latent, mask, soft.override(loss_target="by-type"), 0)
+    assert not at_its_own_target(latent, latent, mask, soft.override(start="unedited"), 0)
 
 
 def test_the_paper_preset_runs_pbsi_from_the_unedited_latent(bundled):
@@ -131,13 +132,13 @@ def test_the_paper_preset_runs_pbsi_from_the_unedited_latent(bundled):
 
 
 def test_early_stop_ends_a_timestep_once_the_loss_stalls():
-    from dragnext.editor import _stalled
+    from dragnext.objective import stalled
 
-    assert not _stalled([4.0, 3.0, 2.0, 1.0], 0.05)
-    assert _stalled([4.0, 3.99, 3.98, 3.97], 0.05)  # 0.75% over 3 iterations
-    assert not _stalled([4.0, 3.99, 3.98], 0.05)  # too early to tell
-    assert not _stalled([4.0, 3.99, 3.98, 3.97], 0.0)  # off
-    assert _stalled([0.0], 0.0)  # nothing to optimise
+    assert not stalled([4.0, 3.0, 2.0, 1.0], 0.05)
+    assert stalled([4.0, 3.99, 3.98, 3.97], 0.05)  # 0.75% over 3 iterations
+    assert not stalled([4.0, 3.99, 3.98], 0.05)  # too early to tell
+    assert not stalled([4.0, 3.99, 3.98, 3.97], 0.0)  # off
+    assert stalled([0.0], 0.0)  # nothing to optimise
 
 
 def _one_polygon_scene(seed: int):

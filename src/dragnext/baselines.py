@@ -30,9 +30,10 @@ import torch.nn.functional as F
 
 from . import geometry
 from .config import PAPER, EditConfig
-from .editor import DragEditor, EditResult, PassCounts, ProgressCallback
+from .editor import DragEditor, EditResult, ProgressCallback, TimestepContext
 from .instructions import DragRequest
 from .models.base import Backbone
+from .objective import outside_penalty
 
 logger = logging.getLogger(__name__)
 
@@ -221,25 +222,20 @@ class PointEditor(DragEditor):
         super().__init__(backbone, config)
         self.settings = settings
 
-    def edit_latent(self, latent, reference_latent, t, conditioning, work, latent_mask, config, timestep_index,
-                    passes: PassCounts):
-        if timestep_index > 0:
+    def edit_latent(self, latent, step: TimestepContext):
+        if step.index > 0:
             return latent, []
+        config, work, passes = step.config, step.work, step.passes
         image_size = work.image.shape[:2]
         # point supervision needs one map: where ours compares blocks at native sizes, DragDiffusion's half size
         feature_size = config.feature_size(image_size) or PAPER.feature_size(image_size)
 
         def features_of(z):
             passes.truncated_forward += 1
-            return self.backbone.features(z, t, conditioning, config.feature_blocks, feature_size)
-
-        outside = 1.0 - latent_mask
-        lam = self.settings.lambda_mask
+            return self.backbone.features(z, step.t, step.conditioning, config.feature_blocks, feature_size)
 
         def regulariser(z):
-            if lam <= 0 or outside.sum() == 0:
-                return z.new_zeros(())
-            return lam * ((z - reference_latent).abs() * outside).sum() / (outside.sum() * z.shape[1])
+            return outside_penalty(z, step.reference_latent, step.latent_mask, self.settings.lambda_mask)
 
         def feature_point(p):
             return geometry.image_to_feature_pixel(p, image_size, feature_size)
@@ -247,7 +243,7 @@ class PointEditor(DragEditor):
         result = drag_points(
             latent, features_of, [feature_point(op.handle) for op in work.operations],
             [feature_point(op.target) for op in work.operations], self.settings, regulariser,
-            latent_mask if config.hard_mask else None,
+            step.latent_mask if config.hard_mask else None,
         )
         passes.backward += len(result.losses)
         logger.info("point drag: %d steps, handles %s", len(result.losses), "arrived" if result.reached else "short")

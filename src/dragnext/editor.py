@@ -47,6 +47,7 @@ from .attention import (
 from .config import ConfigError, EditConfig, check_num_steps, check_seed, preset
 from .instructions import DragRequest, Operation, make_operation, validate_request
 from .models.base import Backbone
+from .objective import RegionObjective, as_list, at_its_own_target, outside_penalty, stalled
 from .support import with_supports
 
 logger = logging.getLogger(__name__)
@@ -91,6 +92,20 @@ class Inverted:
     reused: tuple[str, ...] = ()
 
 
+@dataclass(frozen=True)
+class TimestepContext:
+    """What the method hook (:meth:`DragEditor.edit_latent`) is given at one optimised timestep."""
+
+    t: torch.Tensor  # the scheduler's timestep
+    index: int  # which of the first ``config.pbsi_timesteps`` timesteps (0 first)
+    reference_latent: torch.Tensor  # the unedited latent at ``t`` (the inversion's trajectory)
+    conditioning: Any  # the prompt's, as ``backbone.predict`` takes it
+    work: DragRequest  # the request at the working size
+    latent_mask: torch.Tensor  # [1, 1, h, w] float: 1 where the latent may change (the editable mask)
+    config: EditConfig
+    passes: PassCounts  # add the UNet passes spent here
+
+
 def uses_lora(backbone: Backbone, config: EditConfig) -> bool:
     return config.lora and backbone.supports_lora and config.lora_steps > 0
 
@@ -123,38 +138,62 @@ class DragEditor:
 
         # 2-3. encoding, the identity-preserving LoRA, DDIM inversion (an EditSession reuses them)
         inverted = self._invert(work, request.prompt, config, seed, report, passes, timings)
-        latent0, conditioning, trajectory = inverted.latent0, inverted.conditioning, inverted.trajectory
-
-        from diffusers import DDIMScheduler
-
-        scheduler = DDIMScheduler.from_config(backbone.scheduler_config)
-        scheduler.set_timesteps(config.num_steps, device=backbone.device)
-        steps = config.inversion_steps
+        latent0, trajectory = inverted.latent0, inverted.trajectory
 
         # 4. the start: the inverted latent (paper), or every region already at its target pose, the area it
         # vacated filled (v2)
-        timesteps = scheduler.timesteps[config.num_steps - steps :]
-        reference = trajectory[-1]
         with _timed(timings, "start"):
-            edited = self.moved_latent(reference, work, config) if config.start == "moved" else reference.clone()
+            noisiest = trajectory[-1]
+            edited = self.moved_latent(noisiest, work, config) if config.start == "moved" else noisiest.clone()
 
         # 5. PBSI on the first timesteps, then denoising with mutual self-attention
+        latent_mask = geometry.resize_mask(editable, tuple(latent0.shape[-2:])).to(backbone.device) > 0
+        latent_mask = latent_mask.to(latent0.dtype)[None, None]
+        edited, losses = self._drag_and_denoise(edited, inverted, work, latent_mask, config, passes, timings, report)
+
+        # 6. decode, back to the input size, paste the pixels that must not change
+        with _timed(timings, "decode"):
+            output_image = backbone.decode_latent(edited)
+            height, width = request.image.shape[:2]
+            if output_image.shape[:2] != (height, width):
+                output_image = np.asarray(Image.fromarray(output_image).resize((width, height), Image.LANCZOS))
+            full_mask = _editable_mask(request, config)
+            if config.paste_outside_editable:
+                output_image = np.where(full_mask[..., None], output_image, request.image)
+        return EditResult(
+            image=np.ascontiguousarray(output_image, dtype=np.uint8), config=config, timings=timings,
+            passes=passes, loss_history=losses, working_size=work.image.shape[:2], editable_mask=full_mask,
+            reused=inverted.reused,
+        )
+
+    def _drag_and_denoise(self, edited: torch.Tensor, inverted: Inverted, work: DragRequest, latent_mask,
+                          config: EditConfig, passes: PassCounts, timings: dict[str, float],
+                          report: ProgressCallback) -> tuple[torch.Tensor, list[list[float]]]:
+        """Step 5 of an edit: the method hook at the first ``pbsi_timesteps`` timesteps, each followed by its DDIM
+        step, then the rest of the denoising; with mutual attention, the unedited latent is denoised beside the
+        edited one in one batch, and the edited branch reads its keys and values."""
+        from diffusers import DDIMScheduler
+
+        backbone, trajectory, conditioning = self.backbone, inverted.trajectory, inverted.conditioning
+        scheduler = DDIMScheduler.from_config(backbone.scheduler_config)
+        scheduler.set_timesteps(config.num_steps, device=backbone.device)
+        steps = config.inversion_steps
+        timesteps = scheduler.timesteps[config.num_steps - steps :]
+        reference = trajectory[-1]
         losses: list[list[float]] = []
         switch = MutualAttentionSwitch(active=False)
         processors = (
             mutual_attention_processors(backbone.unet, config.mutual_attention_start_layer, switch)
             if config.mutual_attention else {}
         )
-        latent_mask = geometry.resize_mask(editable, tuple(latent0.shape[-2:])).to(backbone.device) > 0
-        latent_mask = latent_mask.to(latent0.dtype)[None, None]
         pbsi_seconds = 0.0
         with _timed(timings, "denoise"), installed_processors(backbone.unet, processors):
             for j, t in enumerate(timesteps):
                 if j < config.pbsi_timesteps:
                     start = time.perf_counter()
-                    edited, history = self.edit_latent(
-                        edited, trajectory[steps - j], t, conditioning, work, latent_mask, config, j, passes
-                    )
+                    step = TimestepContext(t, j, trajectory[steps - j], conditioning, work, latent_mask, config,
+                                           passes)
+                    edited, history = self.edit_latent(edited, step)
                     losses.append(history)
                     pbsi_seconds += time.perf_counter() - start
                     report("pbsi", j + 1, config.pbsi_timesteps)
@@ -173,21 +212,7 @@ class DragEditor:
                     report("denoise", j + 1 - config.pbsi_timesteps, len(timesteps) - config.pbsi_timesteps)
         timings["denoise"] -= pbsi_seconds
         timings["pbsi"] = pbsi_seconds
-
-        # 6. decode, back to the input size, paste the pixels that must not change
-        with _timed(timings, "decode"):
-            output_image = backbone.decode_latent(edited)
-            height, width = request.image.shape[:2]
-            if output_image.shape[:2] != (height, width):
-                output_image = np.asarray(Image.fromarray(output_image).resize((width, height), Image.LANCZOS))
-            full_mask = _editable_mask(request, config)
-            if config.paste_outside_editable:
-                output_image = np.where(full_mask[..., None], output_image, request.image)
-        return EditResult(
-            image=np.ascontiguousarray(output_image, dtype=np.uint8), config=config, timings=timings,
-            passes=passes, loss_history=losses, working_size=work.image.shape[:2], editable_mask=full_mask,
-            reused=inverted.reused,
-        )
+        return edited, losses
 
     def _invert(self, work: DragRequest, prompt: str, config: EditConfig, seed: int, report: ProgressCallback,
                 passes: PassCounts, timings: dict[str, float]) -> Inverted:
@@ -224,52 +249,48 @@ class DragEditor:
         found = transport.motions(work.operations, work.image.shape[:2], tuple(latent.shape[-2:]), config.deformation)
         return transport.move_content(latent, found, fill=config.fill)
 
-    def edit_latent(self, latent, reference_latent, t, conditioning, work: DragRequest, latent_mask, config,
-                    timestep_index: int, passes: PassCounts) -> tuple[torch.Tensor, list[float]]:
-        """How the latent is edited at PBSI timestep ``timestep_index`` (one of the first ``pbsi_timesteps``).
+    def edit_latent(self, latent: torch.Tensor, step: TimestepContext) -> tuple[torch.Tensor, list[float]]:
+        """How the latent is edited at one of the first ``pbsi_timesteps`` timesteps (``step.index``).
 
-        The hook other methods override (``baselines.py``): given the edited latent at ``t``, the unedited one
-        (``reference_latent``), the working-size request and the latent-resolution editable mask, return the
-        new latent and a loss history, adding the UNet passes spent to ``passes``. Ours: :meth:`_optimise`.
+        The hook other methods override (``baselines.py``): given the edited latent at ``step.t`` and the
+        context (the unedited latent, the working-size request, the latent-resolution editable mask), return the
+        new latent and a loss history, adding the UNet passes spent to ``step.passes``. Ours: :meth:`_optimise`.
         """
-        return self._optimise(latent, reference_latent, t, conditioning, work, latent_mask, config, timestep_index,
-                              passes)
+        return self._optimise(latent, step)
 
-    def _optimise(self, latent, reference_latent, t, conditioning, work: DragRequest, latent_mask, config,
-                  timestep_index: int, passes: PassCounts) -> tuple[torch.Tensor, list[float]]:
+    def _optimise(self, latent: torch.Tensor, step: TimestepContext) -> tuple[torch.Tensor, list[float]]:
         """Latent Region Optimisation at one timestep: up to K Adam steps of the LRO loss on the latent."""
-        backbone = self.backbone
-        if _at_its_own_target(latent, reference_latent, latent_mask, config, timestep_index):
+        backbone, config, passes = self.backbone, step.config, step.passes
+        t, conditioning, reference_latent, latent_mask = step.t, step.conditioning, step.reference_latent, \
+            step.latent_mask
+        if at_its_own_target(latent, reference_latent, latent_mask, config, step.index):
             return latent, [0.0]
-        image_size = work.image.shape[:2]
+        image_size = step.work.image.shape[:2]
         feature_size = config.feature_size(image_size)
         blocks = config.feature_blocks
         with torch.no_grad():
             reference = start = None
             if config.loss_target != "start":
-                reference = _as_list(backbone.features(reference_latent, t, conditioning, blocks, feature_size))
+                reference = as_list(backbone.features(reference_latent, t, conditioning, blocks, feature_size))
                 passes.truncated_forward += 1
             if config.loss_target != "warped-features":
                 # at the first timestep a moved start *is* the moved unedited latent: no second move and fill
-                first_of_moved_start = timestep_index == 0 and config.start == "moved"
-                moved = latent if first_of_moved_start else self.moved_latent(reference_latent, work, config)
-                start = _as_list(backbone.features(moved, t, conditioning, blocks, feature_size))
+                first_of_moved_start = step.index == 0 and config.start == "moved"
+                moved = latent if first_of_moved_start else self.moved_latent(reference_latent, step.work, config)
+                start = as_list(backbone.features(moved, t, conditioning, blocks, feature_size))
                 passes.truncated_forward += 1
-        objective = RegionObjective(config, work.operations, image_size, reference, start)
+        objective = RegionObjective(config, step.work.operations, image_size, reference, start)
         total = config.pbsi_timesteps * config.iterations if config.eta_span == "all" else config.iterations
         schedule = geometry.eta_schedule(total, progressive=config.progressive)
-        offset = timestep_index * config.iterations if config.eta_span == "all" else 0
+        offset = step.index * config.iterations if config.eta_span == "all" else 0
 
         z = latent.detach().clone().requires_grad_(True)
         optimizer = torch.optim.Adam([z], lr=config.learning_rate)
-        outside = 1.0 - latent_mask
         history: list[float] = []
         for k in range(config.iterations):
-            features = _as_list(backbone.features(z, t, conditioning, blocks, feature_size))
+            features = as_list(backbone.features(z, t, conditioning, blocks, feature_size))
             loss = objective(features, schedule[offset + k])
-            if config.lambda_editable > 0 and outside.sum() > 0:
-                loss = loss + config.lambda_editable * ((z - reference_latent).abs() * outside).sum() / (
-                    outside.sum() * z.shape[1])
+            loss = loss + outside_penalty(z, reference_latent, latent_mask, config.lambda_editable)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if config.hard_mask:
@@ -278,72 +299,9 @@ class DragEditor:
             passes.truncated_forward += 1
             passes.backward += 1
             history.append(float(loss.detach()))
-            if _stalled(history, config.early_stop):
+            if stalled(history, config.early_stop):
                 break
         return z.detach(), history
-
-
-def _at_its_own_target(latent, reference_latent, latent_mask, config: EditConfig, timestep_index: int) -> bool:
-    """Whether the loss at this timestep is exactly zero with a zero gradient, so optimising would change nothing.
-
-    At the first timestep a moved start *is* the target of the ``start`` objective: its features equal the
-    targets, the L1 term and its gradient are 0, and the regulariser is 0 too unless the start differs from the
-    unedited latent outside the editable mask (where a hard mask zeroes the gradient anyway). Adam moves nothing
-    on a zero gradient, so the passes (target features, one forward and backward) are skipped, not spent.
-    """
-    if not (timestep_index == 0 and config.start == "moved" and config.loss_target == "start"):
-        return False
-    if config.hard_mask or config.lambda_editable == 0:
-        return True
-    return not bool(((latent - reference_latent) * (1.0 - latent_mask)).any())
-
-
-# UNet features follow translations of the content (convolutions), not rotations, scalings (receptive fields do
-# not scale) or non-rigid stretches: warping the unedited features there misjudges the result. Measured: the
-# warped target for every type turned large rotations back, IoU 0.72 against 0.89 (docs/benchmarks.md).
-EQUIVARIANT_TYPES = ("translate",)
-
-
-class RegionObjective:
-    """The region term of Latent Region Optimisation, whose targets ``config.loss_target`` chooses.
-
-    - ``warped-features`` (paper): every region's features pulled to the unedited features warped by its move at
-      eta (:func:`region_loss`);
-    - ``start`` (engine v2): every moved region, and the area the regions vacate, pulled to the features of the
-      moved, filled latent (``start`` features), which hold each region at its target pose whatever the type;
-    - ``by-type``: the paper's term for the types in ``EQUIVARIANT_TYPES`` (translations), the start's for the
-      others, and the vacated area to the start's.
-    """
-
-    def __init__(self, config: EditConfig, operations, image_size, reference: list[torch.Tensor] | None,
-                 start: list[torch.Tensor] | None):
-        self.kind, self.deformation = config.loss_target, config.deformation
-        self.image_size, self.reference, self.start = image_size, reference, start
-        self.channels = sum(f.shape[1] for f in (reference if reference is not None else start))
-        warped = [self.kind == "warped-features" or (self.kind == "by-type" and op.type in EQUIVARIANT_TYPES)
-                  for op in operations]
-        self.warped_ops = tuple(op for op, flag in zip(operations, warped, strict=True) if flag)
-        # per map: the mask the start's features are compared over (moved regions of the other operations and
-        # the vacated area), fixed since the start holds the full move
-        self.start_masks = []
-        if start is not None:
-            for target in start:
-                found = transport.motions(operations, image_size, tuple(target.shape[-2:]), self.deformation)
-                covered = transport.vacated_mask(found)
-                for flag, motion in zip(warped, found, strict=True):
-                    if not flag:
-                        covered = covered | motion.moved
-                self.start_masks.append(covered.to(target.device, target.dtype)[None, None])
-
-    def __call__(self, features: list[torch.Tensor], eta: float) -> torch.Tensor:
-        loss = features[0].new_zeros(())
-        if self.warped_ops:
-            loss = loss + region_loss(features, self.reference, self.warped_ops, eta, self.image_size,
-                                      self.deformation, self.channels)
-        if self.start is not None:
-            for feature, target, mask in zip(features, self.start, self.start_masks, strict=True):
-                loss = loss + ((feature - target).abs() * mask).sum() / (mask.sum().clamp(min=1.0) * self.channels)
-        return loss
 
 
 def ddim_invert(backbone: Backbone, latent: torch.Tensor, conditioning, config: EditConfig,
@@ -363,41 +321,6 @@ def ddim_invert(backbone: Backbone, latent: torch.Tensor, conditioning, config: 
             if on_step is not None:
                 on_step(i + 1)
     return trajectory
-
-
-def region_loss(features, reference_features, operations, eta: float, image_size: tuple[int, int],
-                deformation: str = "translate", channels: int | None = None) -> torch.Tensor:
-    """The paper's region term of Latent Region Optimisation: for each operation, the mean L1 distance between
-    the features of its region moved by ``eta`` and the reference features warped there.
-
-    ``features`` and ``reference_features`` are maps [B, C, h, w] or lists of maps (blocks at their native
-    resolutions); each map's term is normalised by its region's area and the channels of all maps together, so
-    one concatenated map and its parts give the same loss."""
-    features, reference_features = _as_list(features), _as_list(reference_features)
-    channels = channels or sum(f.shape[1] for f in features)
-    loss = features[0].new_zeros(())
-    for feature, reference in zip(features, reference_features, strict=True):
-        for op in operations:
-            moved, grid = _motion(op, eta, image_size, tuple(feature.shape[-2:]), feature.device, deformation)
-            target = geometry.warp(reference, grid)
-            area = moved.sum().clamp(min=1.0) * channels
-            loss = loss + ((feature - target).abs() * moved).sum() / area
-    return loss
-
-
-def _as_list(features) -> list[torch.Tensor]:
-    return list(features) if isinstance(features, (list, tuple)) else [features]
-
-
-def _stalled(history: list[float], tolerance: float, window: int = 3) -> bool:
-    """True once the loss is zero (nothing left to optimise: a moved start already meets its targets), or, with
-    a ``tolerance``, fell by less than that fraction over the last ``window`` iterations."""
-    if history and history[-1] <= 0.0:
-        return True
-    if tolerance <= 0 or len(history) <= window:
-        return False
-    before, now = history[-window - 1], history[-1]
-    return before - now < tolerance * abs(before)
 
 
 def reconstruct(backbone: Backbone, image: np.ndarray, strength: float | None = None) -> np.ndarray:
@@ -427,12 +350,6 @@ def check_config(backbone: Backbone, config: EditConfig) -> None:
     if config.mutual_attention and config.mutual_attention_start_layer > layers:
         raise ConfigError(f"mutual_attention_start_layer: {config.mutual_attention_start_layer} is past the "
                           f"UNet's {layers} self-attention layers")
-
-
-def _motion(op: Operation, eta: float, image_size, feature_size, device, deformation: str):
-    moved, grid = geometry.region_motion(op.region, op.type, op.handle, op.target, op.center, eta, image_size,
-                                         feature_size, deformation, op.support)
-    return moved.to(device)[None, None], grid.to(device)
 
 
 @contextlib.contextmanager
