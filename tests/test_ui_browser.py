@@ -33,9 +33,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from scipy import ndimage
 
 from dragnext.demo import example_edits
 from dragnext.instructions import load_instructions
+from dragnext.metrics import iou
+from dragnext.selection import DEFAULT_TOLERANCE, select_region
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "test-artifacts"
@@ -273,9 +276,10 @@ def next_frame(page) -> None:
     page.evaluate("() => new Promise(resolve => requestAnimationFrame(() => requestAnimationFrame(resolve)))")
 
 
-def click_point(page, point, image_shape) -> None:
-    """Click image pixel ``point`` on the points picture (shown enlarged and fitted: ``object-fit: contain``)."""
-    picture = page.locator("#points img").first
+def click_point(page, point, image_shape, picture: str = "#points img") -> None:
+    """Click image pixel ``point`` on the points picture, or another (shown enlarged and fitted: ``object-fit:
+    contain``)."""
+    picture = page.locator(picture).first
     box = picture.bounding_box()
     natural_width, natural_height = picture.evaluate("e => [e.naturalWidth, e.naturalHeight]")
     fit = min(box["width"] / natural_width, box["height"] / natural_height, 1)
@@ -347,6 +351,71 @@ def test_an_edit_from_example_to_downloads(page, tmp_path):
     page.set_input_files("#restore input[type=file]", str(instructions_zip))  # restores the session
     wait_for_status(page, "Restored instructions.json: 1 operation")
     assert FULL or time.monotonic() - started < 120
+
+
+def test_a_region_selected_by_a_click_becomes_the_operations_region(page, tmp_path):
+    """Click to select: a click on the shape puts its area on the region editor's layer (the browser sends that
+    layer back with Add operation, as it does painted strokes), and the operation takes it."""
+    edit = example_edits()[0]
+    image, operation = edit.request.image, edit.request.operations[0]
+    inside = np.nonzero(ndimage.binary_erosion(operation.region, iterations=2))
+    click = (int(inside[1][len(inside[1]) // 2]), int(inside[0][len(inside[0]) // 2]))
+    expected = select_region(image, [click], tolerance=DEFAULT_TOLERANCE)
+
+    expect_message(page, lambda: page.click("#example-0"), "Loaded Example scene 1")
+    expect_message(page, lambda: page.locator("#region-tool label", has_text="Click to select").click(),
+                   "Click on the picture above the editor")
+    page.locator("#select-view img").first.wait_for(state="visible")
+    page.locator("#tolerance").first.wait_for(state="visible")
+    click_point(page, click, image.shape, picture="#select-view img")
+    wait_for_status(page, f"Selected at ({click[0]}, {click[1]}): region {int(expected.sum())} px (1 click)")
+    # the editor draws the layer it was sent: its canvas is tinted where the selection is (and nowhere else)
+    layer_shown = tinted_pixels(page, image)
+    assert iou(layer_shown, expected) > 0.8, f"the editor shows the layer over {iou(layer_shown, expected):.0%}"
+
+    click_point(page, operation.handle, image.shape)
+    wait_for_status(page, "Handle set")
+    click_point(page, operation.target, image.shape)
+    wait_for_status(page, "Target set")
+    page.click("#add-op")
+    status_line = wait_for_status(page, "Added operation 1 (translate")
+    assert "translate" in page.inner_text("#operations")
+    added = int(status_line.split(", ")[1].split(" px")[0])
+    assert abs(added - int(expected.sum())) <= 0.05 * expected.sum(), status_line
+
+    page.click("#save")
+    wait_for_status(page, "Instruction file ready")
+    archive = download(page, "instructions.zip", tmp_path)
+    with zipfile.ZipFile(archive) as bundle:
+        bundle.extractall(tmp_path / "unzipped")
+    (saved,) = load_instructions(tmp_path / "unzipped" / "instructions" / "instructions.json").operations
+    overlap = iou(saved.region, expected)
+    assert overlap >= 0.9, f"the saved region matches the selection at {overlap:.2f}"
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "ui-select.png"), full_page=True)
+
+
+def tinted_pixels(page, image: np.ndarray, timeout: float = 30) -> np.ndarray:
+    """The image pixels that the region editor shows tinted (magenta layer over the picture): where its canvas
+    differs from the picture by more than the scene's own edges."""
+    deadline = time.monotonic() + timeout
+    while True:
+        left, top, per_pixel = settled_image_box(page, image.shape)
+        canvas = page.locator("#region-editor canvas").first
+        box = canvas.bounding_box()
+        shot = np.asarray(Image.open(io.BytesIO(canvas.screenshot())).convert("RGB")).astype(int)
+        ratio = box["width"] / shot.shape[1]
+        rows = ((np.arange(image.shape[0]) + 0.5) * per_pixel + top - box["y"]) / ratio
+        cols = ((np.arange(image.shape[1]) + 0.5) * per_pixel + left - box["x"]) / ratio
+        rows = np.clip(rows.astype(int), 0, shot.shape[0] - 1)
+        cols = np.clip(cols.astype(int), 0, shot.shape[1] - 1)
+        seen = shot[rows[:, None], cols[None, :]]
+        # magenta over the picture: more red and blue than the picture, less green
+        tint = (seen[..., 0] - image[..., 0] + seen[..., 2] - image[..., 2]) - 2 * (seen[..., 1] - image[..., 1])
+        tinted = tint > 60
+        if tinted.any() or time.monotonic() > deadline:
+            return tinted
+        page.wait_for_timeout(300)
 
 
 def test_bad_inputs_show_their_messages(page, tmp_path):

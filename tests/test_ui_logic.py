@@ -591,12 +591,13 @@ def test_the_runner_edits_with_a_stable_diffusion_model_prompt_and_lora(tiny_sd,
 # ---------------------------------------------------------------------------------------------- the command
 
 
-def test_only_app_py_imports_gradio():
+def test_only_the_layout_and_its_handlers_import_gradio():
     source = Path(__file__).resolve().parents[1] / "src" / "dragnext"
     importing = sorted(str(p.relative_to(source)) for p in source.rglob("*.py")
                        if "import gradio" in p.read_text() or "from gradio" in p.read_text())
-    assert importing == ["ui/app.py"]
+    assert importing == ["ui/app.py", "ui/handlers.py"]
     code = ("import sys, dragnext.ui, dragnext.ui.session, dragnext.ui.settings, dragnext.ui.runner, dragnext.cli.ui\n"
+            "import dragnext.ui.selecting\n"
             "assert 'gradio' not in sys.modules and 'torch' not in sys.modules, 'imported too much'\n")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
 
@@ -642,8 +643,17 @@ def test_python_m_dragnext_ui_shows_help():
 
 
 def test_edit_config_has_the_settings_the_page_shows():
+    from dataclasses import fields
+
+    from dragnext.ui.settings import PAGE_FIELDS
+
     names = {"num_steps", "pbsi_timesteps", "iterations", "learning_rate", "lora"}
-    assert names <= set(EditConfig.__dataclass_fields__)
+    assert {f.name for f in PAGE_FIELDS} == names and names <= set(EditConfig.__dataclass_fields__)
+    # the page's settings are those EditConfig fields under their own names, then the seed and the preset
+    assert [f.name for f in fields(Settings)] == [f.name for f in PAGE_FIELDS] + ["seed", "preset"]
+    config, _ = config_from_settings(BUNDLED, Settings.from_config(BUNDLED))
+    assert config == BUNDLED
+    assert type(config_from_settings(BUNDLED, Settings(10.0, 2.0, 3.0, 0.1, 1, 0))[0].num_steps) is int
 
 
 def test_page_images_are_served_from_files_written_once(tmp_path):

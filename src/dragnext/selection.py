@@ -20,6 +20,7 @@ scripts/measure_selection.py``; docs/ui.md has the figures and real photographs)
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Iterable, Sequence
 
@@ -40,7 +41,23 @@ def _points(values: Iterable[Sequence[float]], name: str, shape: tuple[int, int]
     return [(int(round(y)), int(round(x))) for x, y in points]
 
 
+_last_lab: tuple[bytes, np.ndarray] | None = None  # the last picture's colours: the page clicks one picture often
+
+
 def _lab(image: np.ndarray) -> np.ndarray:
+    """The blurred CIELAB colours of ``image``; the last picture's are kept, since every click of the page
+    recomputes its selection from all the clicks so far (a 4096 px photo takes seconds to convert)."""
+    global _last_lab
+    key = hashlib.blake2b(np.ascontiguousarray(image).tobytes(), digest_size=16).digest() + repr(image.shape).encode()
+    if _last_lab is not None and _last_lab[0] == key:
+        return _last_lab[1]
+    lab = _convert_to_lab(image)
+    lab.setflags(write=False)
+    _last_lab = (key, lab)
+    return lab
+
+
+def _convert_to_lab(image: np.ndarray) -> np.ndarray:
     from skimage.color import rgb2lab
 
     lab = rgb2lab(image)

@@ -8,7 +8,10 @@
 - ``uploads.py``: uploaded images and instruction files read under the page's limits, and the download format.
 - ``workspace.py``: one folder per browser tab, removed when the tab's session ends; files served once.
 - ``runner.py``: one edit at a time with the model loaded once, under a time limit; failures become messages.
-- ``app.py``: the Gradio layout and wiring, the only module of the package that imports Gradio.
+- ``selecting.py``: the click tools: a region selected by clicks, merged with what the brush painted since.
+- ``handlers.py``: one method per event of the page (what a button, click or upload does); imports Gradio.
+- ``app.py``: the Gradio layout and the wiring of each event to its handler; with ``handlers.py`` the only
+  modules of the package that import Gradio.
 - ``__main__.py``: ``python -m dragnext.ui``; the command itself, ``dragnext ui``, is ``dragnext/cli/ui.py``.
 
 Importing this package imports neither Gradio nor torch.

@@ -4,11 +4,13 @@ Everything the page does that is not layout lives here and beside it, as plain c
 (``tests/test_ui_logic.py``, ``test_ui_uploads.py``, ``test_ui_resources.py``): ``coordinates.py`` (the
 display size, clicks and painted strokes mapped to image pixels), ``drawing.py`` (the pictures drawn over the
 image), ``settings.py`` (the page's settings to an :class:`EditConfig`), ``uploads.py`` (files a browser
-sends, the download format) and ``workspace.py`` (the server's files per tab); ``app.py`` only wires these
-functions to Gradio components.
+sends, the download format), ``selecting.py`` (a region from clicks) and ``workspace.py`` (the server's files per
+tab); ``handlers.py`` and ``app.py`` only wire these functions to Gradio components.
 
 Choices:
 
+- A region may also be selected by clicks (:mod:`dragnext.ui.selecting`): the clicks and unclicks belong to
+  the operation being built and are forgotten when it is added, as the points are.
 - Clicks fill the points in the order handle, target, then center for ``rotate`` and ``scale``; a click
   after the last needed point starts over with a new handle. Changing the type keeps the clicks, so a
   third click can still add a center after switching from translate to rotate.
@@ -38,6 +40,7 @@ from ..instructions import (
 from ..limits import UI_LIMITS
 from .coordinates import Point, display_to_image_point
 from .drawing import overlay, points_view
+from .selecting import SELECT, Selection, check_tolerance
 from .uploads import UIError, check_image_size
 
 MAX_OPERATIONS = UI_LIMITS.max_operations  # each keeps a full-size mask in the server's memory
@@ -85,6 +88,7 @@ class Session:
     folder: Path | None = None  # the tab's folder on the server (workspace.SessionFolders), once one was needed
     rounds: list[Round] = field(default_factory=list)  # the earlier rounds whose results led to this image
     last_edit: Round | None = None  # the latest edit of this image, which "continue" makes a round
+    selection: Selection = field(default_factory=Selection)  # clicks selecting the region being built
 
     # --- image
 
@@ -100,6 +104,7 @@ class Session:
         self.prompt = ""
         self.name = name
         self.rounds, self.last_edit = [], None  # another picture: its own history
+        self.selection.clear()
 
     def require_image(self) -> np.ndarray:
         if self.image is None:
@@ -147,6 +152,37 @@ class Session:
         count = ("first", "second", "third")[len(self.points)]
         return f"Next click ({count}) sets the {following} of the {op_type} operation."
 
+    # --- the region from clicks
+
+    def select(self, display_index: Sequence[float] | None, mode: str, region: np.ndarray | None,
+               tolerance: Any) -> tuple[np.ndarray | None, str]:
+        """A click of the select (or unselect) tool at display pixel ``display_index``, with ``region`` the mask
+        now painted; returns the new region (None: empty) and what happened."""
+        image = self.require_image()
+        point = display_to_image_point(display_index, image.shape)
+        mask = self.selection.apply(image, region, point, mode, check_tolerance(tolerance))
+        verb = "Selected" if mode == SELECT else "Unselected"
+        return mask, f"{verb} at {_format_point(point)}: {self._region_note(mask)}"
+
+    def reselect(self, region: np.ndarray | None, tolerance: Any) -> tuple[np.ndarray | None, str] | None:
+        """The region selected again from the same clicks at another ``tolerance`` (None: no click to redo)."""
+        tolerance = check_tolerance(tolerance)
+        if self.image is None or not self.selection.clicks:
+            return None
+        mask = self.selection.apply(self.image, region, None, SELECT, tolerance)
+        return mask, f"Selected again at tolerance {tolerance:g}: {self._region_note(mask)}"
+
+    def clear_region(self) -> None:
+        """Forget the clicks of the region being built (the page empties the painted layer)."""
+        self.selection.clear()
+
+    def _region_note(self, mask: np.ndarray | None) -> str:
+        size = 0 if mask is None else int(mask.sum())
+        if size == 0:
+            return "the region is empty; click inside the part to move."
+        return (f"region {size} px ({self.selection.summary()}). Click to add, paint or erase to adjust, then "
+                "click the points.")
+
     # --- operations
 
     def add_operation(self, op_type: str, region: np.ndarray | None) -> Operation:
@@ -175,6 +211,7 @@ class Session:
             raise UIError(_strip_operation_prefix(str(error))) from None
         self.operations.append(operation)
         self.points = []
+        self.selection.clear()
         return operation
 
     def remove_operation(self, index: int | None) -> Operation:
@@ -229,6 +266,7 @@ class Session:
         self.prompt = request.prompt
         self.name = name
         self.rounds, self.last_edit = [], None
+        self.selection.clear()
 
     # --- rounds: continuing from a result
 
@@ -243,6 +281,7 @@ class Session:
         self.rounds.append(self.last_edit)
         self.image = self.last_edit.result
         self.operations, self.points, self.editable_mask, self.last_edit = [], [], None, None
+        self.selection.clear()
         self.name = f"the result of round {len(self.rounds)}"
         return (f"Round {len(self.rounds) + 1}: editing the result of round {len(self.rounds)}. Add operations and "
                 "run; Undo round goes back.")
@@ -256,6 +295,7 @@ class Session:
         self.image, self.operations, self.points = request.image, list(request.operations), []
         self.editable_mask, self.prompt = request.editable_mask, request.prompt
         self.last_edit = previous
+        self.selection.clear()
         self.name = f"round {len(self.rounds) + 1}"
         return f"Back to round {len(self.rounds) + 1}: its image and operations are restored."
 
@@ -268,6 +308,10 @@ class Session:
     def overlay(self, editable_mask: np.ndarray | None = None) -> np.ndarray:
         """The image at display size with the added operations drawn over it."""
         return overlay(self.require_image(), self.operations, editable_mask)
+
+    def selection_view(self, region: np.ndarray | None) -> np.ndarray:
+        """:meth:`overlay` plus the region being built (tinted cyan): the picture the select tools are clicked on."""
+        return points_view(self.require_image(), self.operations, {}, "translate", region)
 
     def points_view(self, op_type: str, region: np.ndarray | None = None) -> np.ndarray:
         """:meth:`overlay` plus the pending region (tinted cyan) and the pending clicks (dots and an arrow)."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, get_type_hints
 
 from ..config import SEED_LIMIT, ConfigError, EditConfig
 from .uploads import UIError
@@ -22,22 +22,49 @@ MAX_ITERATIONS = 50
 MAX_SEED = SEED_LIMIT - 1  # the seeds an edit takes (config.check_seed), as in the CLI
 
 
+# What a number field of the page holds: a float from the browser, text or an int from a script calling the API.
+# config_from_settings checks it before it reaches EditConfig.
+PageNumber = float | int | str | None
+
+
+@dataclass(frozen=True)
+class PageField:
+    """One setting the page shows: the :class:`EditConfig` field it sets, its label and its bounds."""
+
+    name: str  # an EditConfig field; its type there (int, float, bool) decides how the page's value is read
+    label: str  # as on the page, for messages
+    minimum: float = 0
+    maximum: float = math.inf
+
+
+# The EditConfig fields the page shows, in the order of Settings' first fields (the rest come from the preset).
+PAGE_FIELDS = (
+    PageField("num_steps", "Steps", 1, MAX_STEPS),
+    PageField("pbsi_timesteps", "PBSI timesteps", 0, MAX_PBSI_TIMESTEPS),
+    PageField("iterations", "K (Adam steps per timestep)", 1, MAX_ITERATIONS),
+    PageField("learning_rate", "Learning rate"),  # positive and finite; EditConfig checks its own upper bound
+    PageField("lora", "Identity LoRA"),
+)
+_CONFIG_TYPES = {name: kind.__name__ if isinstance(kind, type) else str(kind)
+                 for name, kind in get_type_hints(EditConfig).items()}
+
+
 @dataclass(frozen=True)
 class Settings:
-    """The settings the page shows (the rest of :class:`EditConfig` comes from the backbone's preset)."""
+    """The settings the page shows, as it sends them (unchecked): the :class:`EditConfig` fields of
+    :data:`PAGE_FIELDS` under their own names, the seed and the preset the rest of the settings come from."""
 
-    steps: Any
-    pbsi_timesteps: Any
-    iterations: Any
-    learning_rate: Any
+    num_steps: PageNumber
+    pbsi_timesteps: PageNumber
+    iterations: PageNumber
+    learning_rate: PageNumber
     lora: bool
-    seed: Any
-    preset: str = "default"  # the preset the rest of the settings come from (config.PRESET_NAMES)
+    seed: PageNumber
+    preset: str = "default"  # config.PRESET_NAMES
 
     @classmethod
     def from_config(cls, config: EditConfig, seed: int = 0, preset: str = "default") -> Settings:
-        return cls(config.num_steps, config.pbsi_timesteps, config.iterations, config.learning_rate, config.lora,
-                   seed, preset)
+        return cls(**{f.name: getattr(config, f.name) for f in PAGE_FIELDS}, seed=seed, preset=preset)
 
 
 def _number(value: Any, label: str) -> float:
@@ -66,21 +93,28 @@ def _whole(value: Any, label: str, minimum: int, maximum: int) -> int:
     return int(number)
 
 
+def _read(field: PageField, value: Any) -> Any:
+    """The page's ``value`` of ``field`` as its EditConfig type, within the field's bounds."""
+    kind = _CONFIG_TYPES[field.name]
+    if kind == "bool":
+        return bool(value)
+    if kind == "int":
+        return _whole(value, field.label, int(field.minimum), int(field.maximum))
+    number = _number(value, field.label)
+    if not (math.isfinite(number) and number > field.minimum and number <= field.maximum):
+        raise UIError(f"{field.label}: must be a positive number, got {number:g}.")
+    return number
+
+
 def config_from_settings(base: EditConfig, settings: Settings) -> tuple[EditConfig, int]:
     """The :class:`EditConfig` (``base`` with the page's settings) and the seed; messages name the field.
 
     Every number is checked, finite and within the page's bounds, before anything is derived from it.
     """
-    steps = _whole(settings.steps, "Steps", 1, MAX_STEPS)
-    pbsi = _whole(settings.pbsi_timesteps, "PBSI timesteps", 0, MAX_PBSI_TIMESTEPS)
-    iterations = _whole(settings.iterations, "K (Adam steps per timestep)", 1, MAX_ITERATIONS)
+    values = {f.name: _read(f, getattr(settings, f.name)) for f in PAGE_FIELDS}
     seed = _whole(settings.seed, "Seed", 0, MAX_SEED)
-    learning_rate = _number(settings.learning_rate, "Learning rate")
-    if not (math.isfinite(learning_rate) and learning_rate > 0):
-        raise UIError(f"Learning rate: must be a positive number, got {learning_rate:g}.")
     try:
-        config = base.override(num_steps=steps, pbsi_timesteps=pbsi, iterations=iterations,
-                               learning_rate=learning_rate, lora=bool(settings.lora))
+        config = base.override(**values)
     except ConfigError as error:
         raise UIError(str(error)) from None
     return config, seed
