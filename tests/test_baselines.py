@@ -122,6 +122,7 @@ def test_identity_returns_about_the_input(bundled, scene):
     assert result.config.pbsi_timesteps == 0 and not result.config.mutual_attention
 
 
+@pytest.mark.slow
 def test_warp_and_point_on_the_bundled_model_count_their_passes(bundled, scene):
     steps = TINY.inversion_steps
     warped = warp_drag(bundled, scene.request, TINY)

@@ -26,6 +26,7 @@ def bundled():
     return load_backbone("bundled", device="cpu")
 
 
+@pytest.mark.slow
 def test_bundled_weights_load_with_no_network():
     code = (
         "import os, socket\n"
@@ -48,6 +49,7 @@ def test_bundled_model_is_the_pixel_backbone_and_edits_with_its_own_preset(bundl
     assert (config.strength, config.mutual_attention_start_layer) == (0.3, 3)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seed", [11, 12])
 def test_inversion_then_denoising_reproduces_a_scene(bundled, seed):
     image = (render(random_scene(seed)) * 255).round().astype(np.uint8)
@@ -77,6 +79,7 @@ def rotate_result(bundled):
     return edit, DragEditor(bundled)(edit.request)
 
 
+@pytest.mark.slow
 def test_translate_moves_the_shape(translate_result):
     edit, result = translate_result
     scores = score_edit(result.image, edit)
@@ -84,6 +87,7 @@ def test_translate_moves_the_shape(translate_result):
     assert scores["centroid_error"] < 3.0, scores
 
 
+@pytest.mark.slow
 def test_rotate_turns_the_shape(rotate_result):
     edit, result = rotate_result
     scores = score_edit(result.image, edit)
@@ -98,6 +102,7 @@ def test_background_outside_the_swept_area_is_untouched(translate_result):
     assert np.array_equal(result.image[outside], edit.request.image[outside])
 
 
+@pytest.mark.slow
 def test_an_edit_depends_on_its_seed_only_and_leaves_the_global_generator_alone(bundled, translate_result):
     edit, first = translate_result
     torch.manual_seed(1234)

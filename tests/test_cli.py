@@ -45,6 +45,7 @@ def instructions(tmp_path: Path) -> Path:
     return write_instructions(tmp_path / "request")
 
 
+@pytest.mark.slow
 def test_edit_writes_the_output_and_the_preview(tiny_sd, instructions, out_dir, capsys):
     output, preview = out_dir / "edited.png", out_dir / "preview.png"
     status = main(["edit", str(instructions), "-o", str(output), "--preview", str(preview),

@@ -227,6 +227,7 @@ def test_attention_processors_are_restored_when_the_edit_raises(tiny_sd):
     assert [type(p) for p in after.values()] == [type(p) for p in before.values()]
 
 
+@pytest.mark.slow
 def test_same_seed_gives_the_same_output_with_lora(tiny_sd, tmp_path, monkeypatch):
     """Two fresh backbones with empty caches both train the LoRA, and still agree to the last bit."""
     request = two_operation_request(seed=3)
@@ -273,6 +274,7 @@ def test_a_lora_fit_depends_on_its_seed_not_on_the_global_rng_or_earlier_fits(ti
     assert not all(torch.equal(alone[k], v) for k, v in fitted(other_seed).items())
 
 
+@pytest.mark.slow
 def test_lora_is_cached_and_disabled_when_off(tiny_sd):
     backbone = tiny_sd.backbone
     request = two_operation_request(seed=4)

@@ -37,6 +37,7 @@ def test_the_default_preset_is_engine_v2_and_paper_is_the_papers(bundled):
     assert (paper.start, paper.deformation, paper.loss_target) == ("unedited", "translate", "warped-features")
 
 
+@pytest.mark.slow
 def test_under_the_new_objective_the_exact_rotation_scores_lower_than_no_edit(bundled):
     """The paper's objective scores the exact rotated image about like the unedited one (loss_of_the_truth.py);
     v2's targets are the moved start's features, so the right pose must win clearly."""
@@ -64,6 +65,7 @@ def test_under_the_new_objective_the_exact_rotation_scores_lower_than_no_edit(bu
     assert truth < 0.75 * no_edit, (truth, no_edit)
 
 
+@pytest.mark.slow
 def test_a_dragged_vertex_stretches_its_shape(bundled):
     scene = _one_polygon_scene(DEFORM_SEED)
     vertex = 0
@@ -75,6 +77,7 @@ def test_a_dragged_vertex_stretches_its_shape(bundled):
     assert field_scores["iou"] > blob_scores["iou"], (field_scores, blob_scores)
 
 
+@pytest.mark.slow
 def test_v2s_passes_and_the_optimisation_that_stops_where_the_start_already_meets_its_targets(bundled):
     edit = random_edit(ROTATE_SEED, "translate")
     ours = DragEditor(bundled, BUNDLED.override(num_steps=10, iterations=3))(edit.request)
@@ -90,6 +93,7 @@ def test_v2s_passes_and_the_optimisation_that_stops_where_the_start_already_meet
         3 * steps, 1 + len(second), len(second))
 
 
+@pytest.mark.slow
 def test_skipping_the_zero_loss_timestep_changes_nothing_but_the_passes(bundled, monkeypatch):
     from dragnext import editor
 
@@ -122,6 +126,7 @@ def test_the_zero_loss_skip_holds_only_where_the_gradient_is_zero():
     assert not at_its_own_target(latent, latent, mask, soft.override(start="unedited"), 0)
 
 
+@pytest.mark.slow
 def test_the_paper_preset_runs_pbsi_from_the_unedited_latent(bundled):
     edit = random_edit(ROTATE_SEED, "translate")
     paper = DragEditor(bundled, preset("bundled", "paper").override(num_steps=10, strength=0.5, pbsi_timesteps=3,

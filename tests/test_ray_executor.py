@@ -33,6 +33,8 @@ try:
 except ImportError:
     ray = None
 
+pytestmark = pytest.mark.slow  # a local Ray cluster per test
+
 torch.set_num_threads(1)
 
 needs_ray = pytest.mark.skipif(ray is None, reason='ray is not installed (pip install -e ".[ray]")')

@@ -15,6 +15,7 @@ def translate(dx: int, dy: int = 0, size: int = 32):
     return make_operation("translate", box(size, size, slice(8, 16), slice(8, 16)), (12, 12), (12 + dx, 12 + dy))
 
 
+@pytest.mark.slow
 def test_a_second_edit_with_other_points_skips_the_inversion_and_the_lora(tiny_sd):
     backbone = tiny_sd.backbone
     image = random_image(32, 32, seed=501)
@@ -31,6 +32,7 @@ def test_a_second_edit_with_other_points_skips_the_inversion_and_the_lora(tiny_s
     np.testing.assert_array_equal(second.image, fresh.image)
 
 
+@pytest.mark.slow
 def test_the_sessions_lora_comes_back_after_another_picture_was_edited(tiny_sd):
     backbone = tiny_sd.backbone
     image = random_image(32, 32, seed=502)
@@ -43,6 +45,7 @@ def test_the_sessions_lora_comes_back_after_another_picture_was_edited(tiny_sd):
     np.testing.assert_array_equal(again.image, fresh.image)
 
 
+@pytest.mark.slow
 def test_settings_the_inversion_depends_on_invert_again(tiny_sd):
     session = EditSession(tiny_sd.backbone, random_image(32, 32, seed=504), config=SMALL)
     session.edit([translate(6)])

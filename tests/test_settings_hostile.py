@@ -328,6 +328,7 @@ def test_the_deterministic_context_restores_the_settings():
     assert (torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()) == before
 
 
+@pytest.mark.slow
 def test_two_deterministic_edits_give_the_same_bytes(instructions, out_dir, restore_torch_settings, capsys):
     outputs = [out_dir / "first.png", out_dir / "second.png"]
     for output in outputs:

@@ -67,7 +67,7 @@ def _missing() -> str | None:
 _reason = _missing()
 if _reason and (os.environ.get("DRAGNEXT_REQUIRE_BROWSER") == "1" or os.environ.get("CI") == "true"):
     raise RuntimeError(f"the browser test is required here (CI or DRAGNEXT_REQUIRE_BROWSER=1) but {_reason}")
-pytestmark = pytest.mark.skipif(_reason is not None, reason=_reason or "")
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(_reason is not None, reason=_reason or "")]
 
 
 def _free_port() -> int:
@@ -302,7 +302,6 @@ def download(page, name: str, folder: Path) -> Path:
 
 
 def test_an_edit_from_example_to_downloads(page, tmp_path):
-    started = time.monotonic()
     edit = example_edits()[0]
     operation = edit.request.operations[0]
     shape = edit.request.image.shape
@@ -350,7 +349,6 @@ def test_an_edit_from_example_to_downloads(page, tmp_path):
 
     page.set_input_files("#restore input[type=file]", str(instructions_zip))  # restores the session
     wait_for_status(page, "Restored instructions.json: 1 operation")
-    assert FULL or time.monotonic() - started < 120
 
 
 def test_a_region_selected_by_a_click_becomes_the_operations_region(page, tmp_path):

@@ -542,6 +542,7 @@ def test_edits_run_one_at_a_time(tmp_path):
     assert len(editor.calls) == 4 and editor.most_at_once == 1
 
 
+@pytest.mark.slow
 def test_the_runner_calls_the_real_editor_on_the_bundled_model(tmp_path):
     """The page's path end to end without a browser: the same DragEditor call as the CLI, fast settings."""
     import torch
@@ -727,6 +728,7 @@ def test_all_rounds_download_as_instruction_files_that_chain(tmp_path):
         write_rounds_archive([], tmp_path / "none")
 
 
+@pytest.mark.slow
 def test_running_the_same_picture_again_reuses_its_inversion(tmp_path):
     import torch
 

@@ -41,7 +41,8 @@ def _canvas_point(point, scale: int) -> tuple[float, float]:
     return ((point[0] + 0.5) * scale - 0.5, (point[1] + 0.5) * scale - 0.5)
 
 
-def _arrow(draw: ImageDraw.ImageDraw, start, end, color, width: int) -> None:
+def draw_arrow(draw: ImageDraw.ImageDraw, start, end, color, width: int) -> None:
+    """A line from ``start`` to ``end`` with a head at ``end`` (the previews' and the page's arrows)."""
     draw.line([start, end], fill=color, width=width)
     angle = math.atan2(end[1] - start[1], end[0] - start[0])
     size = 4 * width
@@ -77,7 +78,7 @@ def draw_instructions(image: np.ndarray, operations: Sequence[Operation], editab
             draw.line([center, handle], fill=CENTER_COLOR, width=max(1, line // 2))
             draw.ellipse([center[0] - radius, center[1] - radius, center[0] + radius, center[1] + radius],
                          outline=CENTER_COLOR, width=line)
-        _arrow(draw, handle, target, (255, 255, 255), line)
+        draw_arrow(draw, handle, target, (255, 255, 255), line)
         for point, color in ((handle, HANDLE_COLOR), (target, TARGET_COLOR)):
             draw.ellipse([point[0] - radius, point[1] - radius, point[0] + radius, point[1] + radius], fill=color)
     return np.asarray(picture)

@@ -6,14 +6,13 @@ of :mod:`dragnext.visualize`, so the page and the CLI's previews look alike.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw
 
 from ..instructions import NEEDS_CENTER, Operation
-from ..visualize import CENTER_COLOR, HANDLE_COLOR, TARGET_COLOR, draw_instructions
+from ..visualize import CENTER_COLOR, HANDLE_COLOR, TARGET_COLOR, draw_arrow, draw_instructions
 from .coordinates import Point, display_size, image_to_display_point, to_display
 
 PENDING_TINT = (0, 200, 255)  # the region being painted, before "add operation" (added ones are yellow)
@@ -49,8 +48,7 @@ def points_view(image: np.ndarray, operations: Sequence[Operation], pending: Map
     if "center" in spots and op_type in NEEDS_CENTER and "handle" in spots:
         draw.line([spots["center"], spots["handle"]], fill=CENTER_COLOR, width=max(1, line // 2))
     if "handle" in spots and "target" in spots:
-        draw.line([spots["handle"], spots["target"]], fill=(255, 255, 255), width=line)
-        _arrow_head(draw, spots["handle"], spots["target"], line)
+        draw_arrow(draw, spots["handle"], spots["target"], (255, 255, 255), line)
     colors = {"handle": HANDLE_COLOR, "target": TARGET_COLOR, "center": CENTER_COLOR}
     for name, (x, y) in spots.items():
         if name == "center" and op_type not in NEEDS_CENTER:
@@ -59,10 +57,3 @@ def points_view(image: np.ndarray, operations: Sequence[Operation], pending: Map
         draw.ellipse(box, fill=colors[name], outline=(0, 0, 0), width=1)
     return np.asarray(picture)
 
-
-def _arrow_head(draw: ImageDraw.ImageDraw, start: tuple[float, float], end: tuple[float, float], width: int) -> None:
-    angle = math.atan2(end[1] - start[1], end[0] - start[0])
-    size = 4 * width
-    for side in (-1, 1):
-        tip = (end[0] - size * math.cos(angle + side * 0.45), end[1] - size * math.sin(angle + side * 0.45))
-        draw.line([end, tip], fill=(255, 255, 255), width=width)
