@@ -347,6 +347,23 @@ def test_an_edit_from_example_to_downloads(page, tmp_path):
     change = np.abs(edited - edit.request.image.astype(int)).sum(axis=2)
     assert change[saved.region].mean() > 20, "the result does not differ from the input where the region was"
 
+    # rounds: continue from the result (operations cleared), download the history, undo back to round 1
+    page.click("#continue")
+    wait_for_status(page, "Round 2: editing the result of round 1")
+    page.wait_for_function("() => !document.querySelector('#operations').innerText.includes('translate')")
+    page.click("#save-rounds")
+    wait_for_status(page, "1 round(s) ready in Downloads")
+    rounds_zip = download(page, "rounds.zip", tmp_path)
+    with zipfile.ZipFile(rounds_zip) as bundle:
+        bundle.extractall(tmp_path / "rounds")
+    first = load_instructions(tmp_path / "rounds" / "rounds" / "round_1" / "instructions.json")
+    assert np.array_equal(first.image, edit.request.image) and first.operations[0].type == "translate"
+    round_result = np.asarray(Image.open(tmp_path / "rounds" / "rounds" / "round_1" / "edited.png").convert("RGB"))
+    assert np.array_equal(round_result, edited)  # the next round's input is this round's output
+    page.click("#undo-round")
+    wait_for_status(page, "Back to round 1")
+    page.wait_for_function("() => document.querySelector('#operations').innerText.includes('translate')")
+
     page.set_input_files("#restore input[type=file]", str(instructions_zip))  # restores the session
     wait_for_status(page, "Restored instructions.json: 1 operation")
 
