@@ -23,7 +23,6 @@ import argparse
 import json
 import os
 import shutil
-import string
 import sys
 import tempfile
 import time
@@ -34,51 +33,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-SD15_VAE = dict(
-    in_channels=3, out_channels=3, latent_channels=4, layers_per_block=2, sample_size=512,
-    block_out_channels=(128, 256, 512, 512), down_block_types=("DownEncoderBlock2D",) * 4,
-    up_block_types=("UpDecoderBlock2D",) * 4,
-)
-# CLIP ViT-L/14's text tower, as SD-1.5 uses it
-SD15_TEXT = dict(
-    hidden_size=768, intermediate_size=3072, num_attention_heads=12, num_hidden_layers=12, vocab_size=49408,
-    max_position_embeddings=77, projection_dim=768, hidden_act="quick_gelu", bos_token_id=0, eos_token_id=2,
-    pad_token_id=1,
-)
-
-
-# --tiny: the same layout, small, to try this script on a CPU in seconds
-TINY_VAE = dict(SD15_VAE, block_out_channels=(8, 8, 16, 16), norm_num_groups=8)
-TINY_TEXT = dict(SD15_TEXT, hidden_size=32, intermediate_size=37, num_attention_heads=4, num_hidden_layers=2,
-                 projection_dim=32, vocab_size=128)
-
 
 def build_sd15_folder(folder: Path, tiny: bool = False) -> Path:
-    """SD-1.5's UNet, VAE and text encoder with random weights, a character tokenizer, its DDIM scheduler."""
-    from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+    """SD-1.5's UNet, VAE and text encoder with random weights, a character tokenizer, its DDIM scheduler
+    (``--tiny``: the same layout, small, to try this script on a CPU in seconds): ``dragnext.models.factory``."""
+    from dragnext.models.factory import build_model_folder
 
-    from dragnext.bench.cost import SD15_UNET_CONFIG, TINY_UNET_CONFIG
-
-    torch.manual_seed(0)
-    UNet2DConditionModel(**(TINY_UNET_CONFIG if tiny else SD15_UNET_CONFIG)).save_pretrained(folder / "unet")
-    AutoencoderKL(**(TINY_VAE if tiny else SD15_VAE)).save_pretrained(folder / "vae")
-    CLIPTextModel(CLIPTextConfig(**(TINY_TEXT if tiny else SD15_TEXT))).save_pretrained(folder / "text_encoder")
-    # a tokenizer over single characters: the real BPE vocabulary cannot be fetched here, and token ids do not
-    # change the compute
-    source = folder / "_tokenizer_src"
-    source.mkdir(parents=True)
-    vocab = {"<|startoftext|>": 0, "!": 1, "<|endoftext|>": 2}
-    for symbol in string.ascii_lowercase + string.digits + ".,!?'- ":
-        for token in (symbol, symbol + "</w>"):
-            vocab.setdefault(token, len(vocab))
-    (source / "vocab.json").write_text(json.dumps(vocab))
-    (source / "merges.txt").write_text("#version: 0.2\n")
-    CLIPTokenizer(str(source / "vocab.json"), str(source / "merges.txt"),
-                  model_max_length=77).save_pretrained(folder / "tokenizer")
-    DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False,
-                  set_alpha_to_one=False, steps_offset=1).save_pretrained(folder / "scheduler")
-    return folder
+    return build_model_folder("tiny" if tiny else "sd15", folder)
 
 
 def request_512():

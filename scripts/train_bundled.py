@@ -7,7 +7,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from dragnext.models.training import TrainConfig, train_bundled
+from dragnext.models.bundled_training import TrainConfig, train_bundled
 
 
 def main() -> None:

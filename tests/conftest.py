@@ -1,4 +1,7 @@
-"""Shared fixtures: one tiny random Stable Diffusion model, built offline once per test session."""
+"""Shared fixtures: one tiny random Stable Diffusion model, built offline once per test session.
+
+Tests that run whole edits, a browser or a whole dataset are marked ``slow``. The README's command runs
+everything; ``pytest -m "not slow"`` is the quick suite for local work."""
 
 from __future__ import annotations
 
@@ -7,19 +10,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-
-
-def pytest_addoption(parser: pytest.Parser) -> None:
-    parser.addoption("--runslow", action="store_true", default=False, help="also run tests marked slow")
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if config.getoption("--runslow"):
-        return
-    skip = pytest.mark.skip(reason="slow: run with --runslow")
-    for item in items:
-        if "slow" in item.keywords:
-            item.add_marker(skip)
 
 
 @dataclass
@@ -56,6 +46,29 @@ def tiny_sd(tmp_path_factory: pytest.TempPathFactory):
             os.environ.pop("DRAGNEXT_CACHE_DIR", None)
         else:
             os.environ["DRAGNEXT_CACHE_DIR"] = previous_cache
+
+
+@pytest.fixture(scope="session")
+def tiny_sd2v(tiny_sd, tmp_path_factory: pytest.TempPathFactory) -> TinySD:
+    """A tiny SD-2.x-v folder (OpenCLIP-style UNet, v-prediction) and a backbone from it; the tiny_sd session's
+    cache folder and threads."""
+    from tiny_sd import build_tiny_sd2v
+
+    from dragnext.models import load_backbone
+
+    folder = build_tiny_sd2v(tmp_path_factory.mktemp("tiny_sd2v") / "model")
+    return TinySD(folder=folder, backbone=load_backbone(str(folder), device="cpu"), cache_dir=tiny_sd.cache_dir)
+
+
+@pytest.fixture(scope="session")
+def tiny_sdxl(tiny_sd, tmp_path_factory: pytest.TempPathFactory) -> TinySD:
+    """A tiny SDXL pipeline folder (SDXL's UNet layout, two text encoders) and a backbone from it."""
+    from tiny_sd import build_tiny_sdxl
+
+    from dragnext.models import load_backbone
+
+    folder = build_tiny_sdxl(tmp_path_factory.mktemp("tiny_sdxl") / "model")
+    return TinySD(folder=folder, backbone=load_backbone(str(folder), device="cpu"), cache_dir=tiny_sd.cache_dir)
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ measured on the bundled model instead. Every setting can be overridden with ``da
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import numbers
 from collections.abc import Mapping
@@ -39,7 +38,6 @@ BUNDLED_DIR = Path(__file__).resolve().parent / "models" / "bundled"  # the mode
 # The Stable Diffusion model of `dragnext edit` and StableDiffusionBackbone.from_pretrained when none is named;
 # here rather than in models/ so that the CLI can show it without importing torch.
 DEFAULT_MODEL_ID = "stable-diffusion-v1-5/stable-diffusion-v1-5"
-MAX_MODEL_CONFIG_BYTES = 1 << 20  # a diffusers config.json is a few kB; refuse to read a huge one
 
 
 class ConfigError(ValueError):
@@ -233,11 +231,30 @@ _BUNDLED_MODEL = dict(
 BUNDLED = EditConfig(**_BUNDLED_MODEL, **ENGINE_V2)
 STABLE_DIFFUSION = PAPER.override(**ENGINE_V2)
 
-# Per backbone: the default (engine v2) and "paper", the paper's settings exactly, except the settings that name
-# parts of the model where the paper's do not exist in it (the bundled UNet has 7 self-attention layers, not 16).
+# Stable Diffusion XL (base 1.0): the paper's recipe, with the settings that name parts of the UNet moved to where
+# SDXL has them. Its native side, 1024 px, is not a setting: the working size is read from the model (the UNet's
+# sample_size 128 x the VAE's factor 8, models.resolve.native_resolution), as SD 1.x's 512 and SD 2.x-v's 768 are.
+_SDXL_MODEL = dict(
+    # SDXL's UNet has 3 levels, so 3 up blocks (SD 1.5: 4). up_blocks.0 and up_blocks.1 end at 1/2 and 1/1 of the
+    # latent side (64 and 128 at 1024 px): the resolutions of SD 1.5's up_blocks.1 and up_blocks.2 (32 and 64 at
+    # 512 px), the paper's and DragDiffusion's features. up_blocks.2 has no attention and no upsampler.
+    feature_blocks=("up_blocks.0", "up_blocks.1"),
+    # 70 self-attention layers (transformer depths 1/2/10: down 4 + 20, mid 10, up 30 + 6; SD 1.5 has 16).
+    # MasaCtrl's SDXL script (TencentARC/MasaCtrl run_synthesis_sdxl.py, model_type "SDXL" = 70 layers) starts
+    # mutual attention at layer 44, the first of the three it tries (44, 54, 64), as its SD setting is the 10 of
+    # 16 that the paper (and our SD preset) take over: from inside the decoder's lowest-resolution block on.
+    mutual_attention_start_layer=44,
+)
+STABLE_DIFFUSION_XL = PAPER.override(**_SDXL_MODEL, **ENGINE_V2)
+
+# Per backbone (models.resolve.KINDS): the default (engine v2) and "paper", the paper's settings exactly, except the
+# settings that name parts of the model where the paper's do not exist in it (the bundled UNet has 7 self-attention
+# layers, not 16; SDXL's has 3 up blocks). SD 2.x (epsilon or v-prediction) has SD 1.x's UNet layout and uses its
+# presets; the prediction type and the native side come from the model's own configs.
 PRESET_NAMES = ("default", "paper")
 PRESETS: dict[str, dict[str, EditConfig]] = {
     "stable-diffusion": {"default": STABLE_DIFFUSION, "paper": PAPER},
+    "stable-diffusion-xl": {"default": STABLE_DIFFUSION_XL, "paper": PAPER.override(**_SDXL_MODEL)},
     "bundled": {"default": BUNDLED, "paper": PAPER.override(mutual_attention_start_layer=3)},
 }
 
@@ -284,58 +301,9 @@ def check_num_steps(config: EditConfig, scheduler_config: Mapping[str, Any]) -> 
                           f"{scheduler_config.get('num_train_timesteps')} training timesteps)")
 
 
-def read_model_config(path: Path) -> dict[str, Any]:
-    """A model folder's JSON config (``unet/config.json``, ...) as a dict, read without loading any weights.
-
-    OSError: missing, or not a regular file (a FIFO would block the read forever); ValueError, with a one-line
-    message: too large, not UTF-8 JSON, or not a JSON object (``[]`` would reach diffusers, which then reads a
-    string config as a hub id and goes online)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"'{path}' is not a file")
-    if path.stat().st_size > MAX_MODEL_CONFIG_BYTES:
-        raise ValueError(f"'{path}' is larger than {MAX_MODEL_CONFIG_BYTES} bytes; not a model config")
-    try:
-        document = json.loads(path.read_bytes().decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
-        raise ValueError(f"'{path}' is not valid JSON") from None
-    if not isinstance(document, dict):
-        raise ValueError(f"'{path}' must hold a JSON object, got {type(document).__name__}")
-    return document
-
-
-def local_model_folder(model: str) -> Path | None:
-    """The folder a ``--model`` value names: the bundled model's, or a local folder; None for a hub id."""
-    if model == "bundled":
-        return BUNDLED_DIR
-    folder = Path(model).expanduser()
-    return folder if folder.is_dir() else None
-
-
 def preset_name_for_model(model: str) -> str:
-    """The preset a ``--model`` value will use, decided without loading anything (so settings fail fast).
+    """The preset a ``--model`` value will use: ``dragnext.models.resolve_model(model).preset``, which reads the
+    model's folder (models/ is the one place that knows folder layouts; this stays for older callers)."""
+    from .models.resolve import resolve_model
 
-    A folder whose config cannot be read gets the Stable Diffusion preset here; loading it then reports why."""
-    if model == "bundled":
-        return "bundled"
-    folder = local_model_folder(model)
-    try:
-        unet_class = read_model_config(folder / "unet" / "config.json").get("_class_name") if folder else None
-    except (OSError, ValueError):
-        unet_class = None
-    return "bundled" if unet_class == "UNet2DModel" else "stable-diffusion"
-
-
-def model_scheduler_config(model: str) -> dict[str, Any] | None:
-    """The scheduler config of a local ``--model`` folder, read without loading anything; None when unknown
-    (a hub id, or a config that loading will report as broken), in which case ``check_config`` checks later."""
-    folder = local_model_folder(model)
-    if folder is None:
-        return None
-    try:
-        config = read_model_config(folder / "scheduler" / "scheduler_config.json")
-    except (OSError, ValueError):
-        return None
-    steps, offset = config.get("num_train_timesteps", 1000), config.get("steps_offset", 0)
-    well_formed = all(isinstance(v, int) and not isinstance(v, bool) for v in (steps, offset))
-    return config if well_formed and 0 < steps <= 100_000 and offset >= 0 else None
+    return resolve_model(model).preset

@@ -2,8 +2,10 @@
 
 Compute does not depend on the weights, so a ``UNet2DConditionModel`` built in code from Stable Diffusion 1.5's
 config with random initialisation, at 512 x 512 (latent 64 x 64), costs what SD-1.5 costs, and nothing is
-downloaded. Rather than run the recipes in full, each *kind* of UNet pass is timed ``repeats`` times (after one
-warm-up) and multiplied by how many of that kind each recipe spends per edit:
+downloaded (``--backbone sdxl``: SDXL base's UNet at 1024 x 1024, latent 128 x 128, with SDXL's presets). The
+UNet comes from ``models.factory`` and runs through the backbones' own UNet call, feature hooks and LoRA step.
+Rather than run the recipes in full, each *kind* of UNet pass is timed ``repeats`` times (after one warm-up) and
+multiplied by how many of that kind each recipe spends per edit:
 
 - ``forward``: a plain forward, batch 1 (DDIM inversion; DragDiffusion's reference forward at the drag step);
 - ``forward_pair``: a forward of the batch [reference, edited] with mutual self-attention (denoising);
@@ -11,12 +13,14 @@ warm-up) and multiplied by how many of that kind each recipe spends per edit:
   paper's half image side / left at their native resolutions (a region-optimisation target);
 - ``features_backward`` / ``features_backward_native``: that, with the gradient to the latent (one iteration);
 - ``forward_backward``: one DragDiffusion drag iteration: a full forward (its code runs the whole UNet, for the
-  features and for the DDIM step of its mask term; tracking reuses it), its feature map (``up_blocks.2``'s output
-  resized to half the image side, ``DRAGDIFFUSION_FEATURE_BLOCK``), and the gradient of both to the latent;
-- ``lora_step``: one step of the identity LoRA (forward, backward to the rank-r LoRA, AdamW).
+  features and for the DDIM step of its mask term; tracking reuses it), its feature map (on SD ``up_blocks.2``'s
+  output resized to half the image side, ``CostBackbone.dragdiffusion_block``), and the gradient of both to the
+  latent;
+- ``lora_step``: one step of the identity LoRA (``LatentUNetBackbone.lora_step``: forward, backward to the
+  rank-r LoRA, AdamW).
 
-Recipes per edit (:func:`recipe_counts`): ``v2`` (the Stable Diffusion default preset, engine v2), ``v2-cached-lora``
-(its LoRA loaded from the cache: no LoRA steps), ``v2-no-lora``, ``paper`` (``config.PAPER``) and
+Recipes per edit (:func:`recipe_counts`): ``v2`` (the backbone's default preset, engine v2), ``v2-cached-lora``
+(its LoRA loaded from the cache: no LoRA steps), ``v2-no-lora``, ``paper`` (its paper preset) and
 ``dragdiffusion`` (80 LoRA steps, 38 + 1 ``forward``, 80 ``forward_backward``, its maximum: it stops early once
 every handle has arrived, so this is its worst case; 38 ``forward_pair``). The drag phase is the region
 optimisation (``features*`` kinds) or DragDiffusion's drag iterations.
@@ -41,35 +45,34 @@ import torch.nn.functional as F
 
 from ..attention import MutualAttentionSwitch, installed_processors, mutual_attention_processors
 from ..baselines import DRAGDIFFUSION, PointSettings
-from ..config import PAPER, STABLE_DIFFUSION, EditConfig
-from ..models.base import Backbone, default_device, default_dtype, seeded_construction
+from ..config import PAPER, EditConfig, preset
+from ..models.factory import ARCHITECTURES, UNetOnlyBackbone, build_unet_backbone
 from .memory import peak_rss_mb, reset_peak_rss
 
-VAE_FACTOR = 8  # SD's VAE downsamples by 8
-TEXT_TOKENS = 77  # CLIP's sequence length
+__all__ = ["BACKBONES", "CostReport", "KINDS", "build_unet_backbone", "cost_comparison", "recipe_counts", "repriced"]
+
+VAE_FACTOR = 8  # SD's and SDXL's VAEs downsample by 8
 DRAGDIFFUSION_LORA_STEPS = 80  # DragDiffusion's published LoRA recipe
-# DragDiffusion's unet_feature_idx = [3] counts the mid block as 0, so it is the third up block's output; it is
-# resized to half the image side (sup_res = 0.5 * full size).
-DRAGDIFFUSION_FEATURE_BLOCK = "up_blocks.2"
 DRAGDIFFUSION_FEATURE_SCALE = 0.5
 
-_SD_DOWN = ["CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"]
-_SD_UP = ["UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"]
-# Stable Diffusion 1.5's unet/config.json, the fields that shape its compute (the rest are diffusers' defaults).
-SD15_UNET_CONFIG: dict[str, Any] = {
-    "sample_size": 64, "in_channels": 4, "out_channels": 4, "layers_per_block": 2,
-    "block_out_channels": [320, 640, 1280, 1280], "down_block_types": _SD_DOWN, "up_block_types": _SD_UP,
-    "cross_attention_dim": 768, "attention_head_dim": 8, "norm_num_groups": 32, "act_fn": "silu",
-    "downsample_padding": 1, "flip_sin_to_cos": True, "freq_shift": 0, "mid_block_scale_factor": 1,
-    "norm_eps": 1e-5, "center_input_sample": False,
+
+@dataclass(frozen=True)
+class CostBackbone:
+    """What ``--backbone`` sets: the presets priced, the default UNet and image side, DragDiffusion's feature block."""
+
+    preset: str  # config.PRESETS key
+    unet: str  # models.factory architecture
+    image_size: int  # the model's native side
+    # DragDiffusion's unet_feature_idx = [3] counts the mid block as 0, so on SD it is the third up block's output
+    # (latent resolution), resized to half the image side (sup_res = 0.5 * full size). On SDXL, whose UNet has 3
+    # up blocks, the block at the same resolution (latent side) with attention is up_blocks.1.
+    dragdiffusion_block: str
+
+
+BACKBONES = {
+    "sd": CostBackbone("stable-diffusion", "sd15", 512, "up_blocks.2"),
+    "sdxl": CostBackbone("stable-diffusion-xl", "sdxl", 1024, "up_blocks.1"),
 }
-# The same layout, tiny: for tests of this code path (PAPER's feature blocks and attention layer exist in it).
-TINY_UNET_CONFIG: dict[str, Any] = {
-    "sample_size": 8, "in_channels": 4, "out_channels": 4, "layers_per_block": 1,
-    "block_out_channels": [16, 16, 32, 32], "down_block_types": _SD_DOWN, "up_block_types": _SD_UP,
-    "cross_attention_dim": 32, "attention_head_dim": 2, "norm_num_groups": 8,
-}
-UNET_CONFIGS = {"sd15": SD15_UNET_CONFIG, "tiny": TINY_UNET_CONFIG}
 KINDS = ("forward", "forward_pair", "features", "features_backward", "features_native", "features_backward_native",
          "forward_backward", "lora_step")
 DRAG_KINDS = ("features", "features_backward", "features_native", "features_backward_native", "forward_backward")
@@ -77,51 +80,17 @@ REFERENCE = "dragdiffusion"  # the recipe every other one is compared with
 
 
 def unet_config(name_or_path: str) -> tuple[str, dict[str, Any]]:
-    """(label, config dict) for ``sd15``, ``tiny`` or a JSON file of ``UNet2DConditionModel`` config."""
-    if name_or_path in UNET_CONFIGS:
-        return name_or_path, dict(UNET_CONFIGS[name_or_path])
+    """(label, config dict) for an architecture of ``models.factory`` (sd15, sdxl, tiny, tiny-sdxl, ...) or a JSON
+    file of ``UNet2DConditionModel`` config."""
+    if name_or_path in ARCHITECTURES:
+        return name_or_path, dict(ARCHITECTURES[name_or_path].unet)
     path = Path(name_or_path)
     try:
         loaded = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as error:
-        raise ValueError(f"--cost-unet: '{name_or_path}' is not sd15, tiny or a readable JSON config "
-                         f"({error})") from None
+        raise ValueError(f"--cost-unet: '{name_or_path}' is not one of {', '.join(ARCHITECTURES)} or a readable "
+                         f"JSON config ({error})") from None
     return path.name, {key: value for key, value in loaded.items() if not key.startswith("_")}
-
-
-class UNetOnly(Backbone):
-    """A bare conditional UNet seen as a backbone, for timing its passes (no VAE, no text encoder)."""
-
-    name = "cost"
-    size_multiple = VAE_FACTOR
-
-    def __init__(self, unet, device: torch.device, dtype: torch.dtype):
-        self.unet, self.device, self.dtype = unet, device, dtype
-        self.scheduler_config = {}
-
-    def encode_image(self, image):
-        raise NotImplementedError("the cost measurement runs the UNet only")
-
-    def decode_latent(self, latent):
-        raise NotImplementedError("the cost measurement runs the UNet only")
-
-    def encode_prompt(self, prompt):
-        raise NotImplementedError("the cost measurement runs the UNet only")
-
-    def _unet_call(self, latent, timestep, conditioning):
-        context = conditioning.expand(latent.shape[0], -1, -1)
-        return self.unet(latent, timestep, encoder_hidden_states=context).sample
-
-
-def build_unet_backbone(config: Mapping[str, Any], device=None, dtype=None) -> UNetOnly:
-    """A randomly initialised ``UNet2DConditionModel`` from ``config``, on ``device`` (initialised there)."""
-    from diffusers import UNet2DConditionModel
-
-    device = torch.device(device) if device is not None else default_device()
-    dtype = dtype or default_dtype(device)
-    with seeded_construction(0, device), device:
-        unet = UNet2DConditionModel(**config)
-    return UNetOnly(unet.to(dtype).eval().requires_grad_(False), device, dtype)
 
 
 @dataclass
@@ -130,10 +99,13 @@ class PassCost:
     peak_mb: float | None  # peak during the kind, weights included (see the module docstring); None if unknown
 
 
-def default_recipes() -> dict[str, EditConfig]:
-    """Our recipes by name: engine v2 (with its LoRA fitted, loaded from the cache, or off) and the paper's."""
-    return {"v2": STABLE_DIFFUSION, "v2-cached-lora": STABLE_DIFFUSION.override(lora_steps=0),
-            "v2-no-lora": STABLE_DIFFUSION.override(lora=False), "paper": PAPER}
+def default_recipes(backbone: str = "sd") -> dict[str, EditConfig]:
+    """Our recipes by name on ``backbone`` (:data:`BACKBONES`): engine v2 (with its LoRA fitted, loaded from the
+    cache, or off) and the paper's."""
+    name = BACKBONES[backbone].preset
+    v2 = preset(name, "default")
+    return {"v2": v2, "v2-cached-lora": v2.override(lora_steps=0), "v2-no-lora": v2.override(lora=False),
+            "paper": preset(name, "paper")}
 
 
 def recipe_counts(recipes: Mapping[str, EditConfig] | None = None, point: PointSettings = DRAGDIFFUSION,
@@ -184,30 +156,25 @@ def _measure(step, repeats: int, device: torch.device) -> PassCost:
     return PassCost(seconds, peak)
 
 
-def time_passes(backbone: UNetOnly, latent_size: int, config: EditConfig = PAPER, repeats: int = 2,
-                kinds=KINDS, progress: Callable[[str, int, int], None] | None = None) -> dict[str, PassCost]:
+def time_passes(backbone: UNetOnlyBackbone, latent_size: int, config: EditConfig = PAPER, repeats: int = 2,
+                kinds=KINDS, progress: Callable[[str, int, int], None] | None = None,
+                dragdiffusion_block: str = BACKBONES["sd"].dragdiffusion_block) -> dict[str, PassCost]:
     """Seconds (and peak memory) of one pass of each kind, with a rank-``lora_rank`` LoRA in the UNet.
 
     ``progress(kind, index, total)`` is called before each kind is timed."""
-    from peft import LoraConfig
-
-    from ..models.stable_diffusion import LORA_TARGETS
-
     device, unet = backbone.device, backbone.unet
     generator = torch.Generator().manual_seed(0)
     latent = torch.randn(1, unet.config.in_channels, latent_size, latent_size, generator=generator).to(device)
-    context = torch.randn(1, TEXT_TOKENS, unet.config.cross_attention_dim, generator=generator)
-    context = context.to(device, backbone.dtype)
+    context = backbone.random_conditioning(generator)
     t = torch.tensor(500, device=device)
     feature_side = max(1, round(latent_size * VAE_FACTOR * (config.feature_scale or PAPER.feature_scale)))
     feature_size = (feature_side, feature_side)
 
-    unet.add_adapter(LoraConfig(r=config.lora_rank, lora_alpha=config.lora_rank, init_lora_weights="gaussian",
-                                target_modules=LORA_TARGETS))
-    lora = [p for name, p in unet.named_parameters() if "lora_" in name]
-    for p in lora:
-        p.data = p.data.float()
-    optimizer = torch.optim.AdamW(lora, lr=config.lora_learning_rate)
+    # the LoRA of an edit: the backbones' adapter, start and training step
+    backbone.add_lora(config.lora_rank)
+    optimizer = torch.optim.AdamW(backbone.fresh_lora(config.lora_rank, generator), lr=config.lora_learning_rate)
+    noise_scheduler = backbone.noise_scheduler()
+    backbone.use_lora()  # on for inference, its weights frozen: the other kinds run with it, as an edit does
 
     def forward():
         with torch.no_grad():
@@ -228,13 +195,13 @@ def time_passes(backbone: UNetOnly, latent_size: int, config: EditConfig = PAPER
         maps = backbone.features(z, t, context, config.feature_blocks, size)
         sum(m.abs().mean() for m in (maps if isinstance(maps, list) else [maps])).backward()
 
-    dragdiffusion_block = dict(unet.named_modules())[DRAGDIFFUSION_FEATURE_BLOCK]
+    dragdiffusion_module = dict(unet.named_modules())[dragdiffusion_block]
     dragdiffusion_side = max(1, round(latent_size * VAE_FACTOR * DRAGDIFFUSION_FEATURE_SCALE))
 
     def forward_backward():
         z = latent.clone().requires_grad_(True)
         kept = []
-        hook = dragdiffusion_block.register_forward_hook(lambda _module, _inputs, output: kept.append(output))
+        hook = dragdiffusion_module.register_forward_hook(lambda _module, _inputs, output: kept.append(output))
         try:
             prediction = backbone.predict(z, t, context)
         finally:
@@ -244,26 +211,13 @@ def time_passes(backbone: UNetOnly, latent_size: int, config: EditConfig = PAPER
         (feature_map.abs().mean() + prediction.abs().mean()).backward()
 
     def lora_step():
-        for p in lora:
-            p.requires_grad_(True)
-        unet.train()
-        try:
-            loss = F.mse_loss(backbone.predict(latent, t, context), latent)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-        finally:
-            unet.eval()
-            for p in lora:
-                p.requires_grad_(False)
-                p.grad = None
+        with backbone.lora_training():
+            backbone.lora_step(latent, context, noise_scheduler, optimizer, generator)
 
     steps = {"forward": forward, "forward_pair": forward_pair, "features": features,
              "features_backward": features_backward, "features_native": lambda: features(None),
              "features_backward_native": lambda: features_backward(None), "forward_backward": forward_backward,
              "lora_step": lora_step}
-    for p in lora:
-        p.requires_grad_(False)
     costs = {}
     for index, kind in enumerate(kinds):
         if progress is not None:
@@ -287,6 +241,7 @@ class CostReport:
     forward_passes: dict[str, int] = field(default_factory=dict)  # UNet forwards per edit (a pair counts 2)
     backward_passes: dict[str, int] = field(default_factory=dict)
     peak_mb: dict[str, float | None] = field(default_factory=dict)  # the largest peak of the kinds a recipe uses
+    backbone: str = "sd"  # BACKBONES key: whose presets were priced
 
     def ratio(self, recipe: str, what: str = "time") -> float | None:
         """``recipe``'s time (or ``drag`` time, ``peak`` memory) over DragDiffusion's; below 1: cheaper."""
@@ -319,13 +274,14 @@ def repriced(document: Mapping[str, Any], recipes: Mapping[str, EditConfig] | No
     """A ``cost.json``'s timed passes priced with today's pass counts of ``recipes``: for a change of recipe
     (fewer passes of a kind already timed) where the machine that timed them is gone."""
     kinds = {kind: PassCost(**cost) for kind, cost in document["kinds"].items()}
-    counts = recipe_counts(recipes)
+    backbone = document.get("backbone", "sd")
+    counts = recipe_counts(recipes or default_recipes(backbone))
     missing = sorted({kind for c in counts.values() for kind, n in c.items() if n} - set(kinds))
     if missing:
         raise ValueError(f"the timings lack pass kinds the recipes use now: {', '.join(missing)}")
     report = CostReport(unet=document["unet"], image_size=document["image_size"], device=document["device"],
                         dtype=document["dtype"], repeats=document["repeats"], kinds=kinds,
-                        memory=document["memory"], counts=counts)
+                        memory=document["memory"], counts=counts, backbone=backbone)
     return _totals(report)
 
 
@@ -335,23 +291,33 @@ def memory_kind(device: torch.device) -> str:
     return "process peak RSS per kind of pass (reset between kinds), weights and Python included"
 
 
-def cost_comparison(unet: str = "sd15", image_size: int = 512, repeats: int = 2, device=None,
+def cost_comparison(unet: str | None = None, image_size: int | None = None, repeats: int = 2, device=None,
                     recipes: Mapping[str, EditConfig] | None = None,
-                    progress: Callable[[str, int, int], None] | None = None) -> CostReport:
-    """Build the random UNet, time every kind of pass the recipes use, and total each (module docstring)."""
+                    progress: Callable[[str, int, int], None] | None = None, backbone: str = "sd") -> CostReport:
+    """Build the random UNet, time every kind of pass the recipes use, and total each (module docstring).
+
+    ``backbone`` (:data:`BACKBONES`) chooses the presets priced and, unless given, the UNet and the image side."""
+    if backbone not in BACKBONES:
+        raise ValueError(f"--backbone: {backbone!r} is not one of {', '.join(BACKBONES)}")
+    spec = BACKBONES[backbone]
+    unet = unet or spec.unet
+    image_size = image_size or spec.image_size
     if image_size % VAE_FACTOR:
         raise ValueError(f"--cost-size must be a multiple of {VAE_FACTOR}, got {image_size}")
     if repeats < 1:
         raise ValueError(f"--cost-repeats must be at least 1, got {repeats}")
-    recipes = dict(recipes or default_recipes())
+    recipes = dict(recipes or default_recipes(backbone))
     label, unet_dict = unet_config(unet)
-    backbone = build_unet_backbone(unet_dict, device)
+    if (unet_dict.get("addition_embed_type") == "text_time") != (backbone == "sdxl"):
+        raise ValueError(f"--cost-unet {unet}: not a UNet of --backbone {backbone} (SDXL's has added conditioning)")
+    timed = build_unet_backbone(unet_dict, device)
     counts = recipe_counts(recipes)
     used = [kind for kind in KINDS if any(c.get(kind) for c in counts.values())]
-    kinds = time_passes(backbone, image_size // VAE_FACTOR, next(iter(recipes.values())), repeats, used, progress)
-    report = CostReport(unet=label, image_size=image_size, device=str(backbone.device),
-                        dtype=str(backbone.dtype).removeprefix("torch."), repeats=repeats, kinds=kinds,
-                        memory=memory_kind(backbone.device), counts=counts)
+    kinds = time_passes(timed, image_size // VAE_FACTOR, next(iter(recipes.values())), repeats, used, progress,
+                        dragdiffusion_block=spec.dragdiffusion_block)
+    report = CostReport(unet=label, image_size=image_size, device=str(timed.device),
+                        dtype=str(timed.dtype).removeprefix("torch."), repeats=repeats, kinds=kinds,
+                        memory=memory_kind(timed.device), counts=counts, backbone=backbone)
     return _totals(report)
 
 
@@ -363,7 +329,8 @@ def cost_markdown(report: CostReport) -> str:
     recipes = list(report.counts)
     lines = [
         "# Cost: our recipes vs DragDiffusion's", "",
-        f"UNet `{report.unet}` (random weights; compute does not depend on them), {report.image_size} x "
+        f"UNet `{report.unet}` ({BACKBONES[report.backbone].preset} presets; random weights: compute does not "
+        f"depend on them), {report.image_size} x "
         f"{report.image_size} px, {report.device}, {report.dtype}. Each kind of pass timed {report.repeats} times "
         "after one warm-up, times the passes each recipe spends per edit. Not timed (same in all): VAE, text "
         "encoder, scheduler arithmetic. DragDiffusion's 80 drag iterations are its maximum (it stops once the "

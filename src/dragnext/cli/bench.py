@@ -48,7 +48,7 @@ def add_bench_parser(subparsers: Any) -> argparse.ArgumentParser:
         "the same --out stopped, and write OUT/results.csv (one row per sample x method), OUT/failed.csv,\n"
         "OUT/summary.json, OUT/report.md and an image grid per operation type. A sample or edit that fails is\n"
         "recorded and the run goes on. With --cost-only, time our recipe against DragDiffusion's on a randomly\n"
-        "initialised SD-1.5-sized UNet instead.",
+        "initialised SD-1.5-sized UNet instead (--backbone sdxl: SDXL-sized, at 1024 px).",
         epilog=BENCH_EXIT_STATUS, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--suite", help="synthetic, dragbench, drag100 (with --data), or a folder of instruction files")
@@ -84,8 +84,13 @@ def add_bench_parser(subparsers: Any) -> argparse.ArgumentParser:
     cost = parser.add_argument_group("cost only")
     cost.add_argument("--cost-only", action="store_true",
                       help="time the DragNeXt and DragDiffusion recipes on a random UNet; no suite, no model")
-    cost.add_argument("--cost-unet", default="sd15", help="sd15 (default), tiny, or a UNet2DConditionModel config JSON")
-    cost.add_argument("--cost-size", type=int, default=512, help="image side in pixels (default 512)")
+    cost.add_argument("--backbone", choices=("sd", "sdxl"), default="sd",
+                      help="whose presets and UNet: sd (SD-1.5's UNet at 512 px, default) or sdxl (SDXL base's at "
+                           "1024 px)")
+    cost.add_argument("--cost-unet", help="the UNet: sd15, sdxl, sd2-v, a tiny one for tests (tiny, tiny-sdxl), or a "
+                                          "UNet2DConditionModel config JSON (default: the backbone's)")
+    cost.add_argument("--cost-size", type=int,
+                      help="image side in pixels (default: the backbone's native side, 512 or 1024)")
     cost.add_argument("--cost-repeats", type=int, default=2, help="timed passes of each kind (default 2)")
     parser.set_defaults(run=command_bench)
     return parser
@@ -116,7 +121,8 @@ def _cost_only(args) -> int:
                   file=sys.stderr, flush=True)
 
     try:
-        report = cost_comparison(args.cost_unet, args.cost_size, args.cost_repeats, device, progress=progress)
+        report = cost_comparison(args.cost_unet, args.cost_size, args.cost_repeats, device, progress=progress,
+                                 backbone=args.backbone)
     except ValueError as error:
         raise CliError(str(error), EXIT_BAD_INPUT) from None
     out = Path(args.out)

@@ -59,7 +59,7 @@ def add_model_flags(parser: argparse.ArgumentParser, default_model: str = "bundl
     """``--model``, ``--device``, ``--bf16``: the model a command loads (with :func:`load_model`), and where."""
     parser.add_argument("--model", default=default_model,
                         help="'bundled', a local diffusers folder, or a hub id of Stable Diffusion 1.x/2.x "
-                             f"(default: {default_model})")
+                             f"(v-prediction included) or XL (default: {default_model})")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if present, else cpu)")
     parser.add_argument("--bf16", action="store_true", help="bf16 autocast of the UNet on CPU")
 
@@ -118,7 +118,9 @@ def parse_override(text: str):
 
 def config_from_args(args: argparse.Namespace):
     """The settings of an edit: the model's ``--preset``, then ``--set``, then the named flags (``--steps``, ...)."""
-    from ..config import ConfigError, check_num_steps, model_scheduler_config, preset, preset_name_for_model
+    from ..config import ConfigError, check_num_steps, preset
+    from ..models.resolve import model_scheduler_config
+
 
     changes = dict(parse_override(item) for item in args.set or [])
     for flag, key in (("steps", "num_steps"), ("strength", "strength"), ("pbsi_timesteps", "pbsi_timesteps"),
@@ -128,10 +130,11 @@ def config_from_args(args: argparse.Namespace):
             changes[key] = value
     if args.no_lora:
         changes["lora"] = False
+    resolved = resolved_model(args)
     try:
-        config = preset(preset_name_for_model(args.model), args.preset).override(**changes)
+        config = preset(resolved.preset, args.preset).override(**changes)
         # A local model's scheduler bounds the steps now; a hub model's once loaded (editor.check_config).
-        scheduler = model_scheduler_config(args.model)
+        scheduler = model_scheduler_config(resolved)
         if scheduler is not None:
             check_num_steps(config, scheduler)
     except ConfigError as error:
@@ -143,6 +146,17 @@ def config_from_args(args: argparse.Namespace):
 # The model
 
 
+def resolved_model(args: argparse.Namespace):
+    """What ``--model`` names (``models.resolve_model``: its kind and preset, from its folder), decided once per
+    command and kept on ``args``: the settings are chosen from it and the same model is then loaded."""
+    from ..models.resolve import resolve_model
+
+    resolved = getattr(args, "resolved_model", None)
+    if resolved is None or resolved.spec != args.model:
+        resolved = args.resolved_model = resolve_model(args.model)
+    return resolved
+
+
 def load_model_as_asked(args: argparse.Namespace):
     """The model of :func:`add_edit_flags`: ``--device`` checked, then ``--deterministic`` applied, then loaded."""
     if args.device:
@@ -151,11 +165,12 @@ def load_model_as_asked(args: argparse.Namespace):
         from ..determinism import make_deterministic
 
         make_deterministic(threads=1)
-    return load_model(args.model, args.device, args.bf16)
+    return load_model(resolved_model(args), args.device, args.bf16)
 
 
-def load_model(name: str, device: str | None, bf16: bool):
-    """The backbone ``--model``/``--device``/``--bf16`` name, or a one-line :class:`CliError`."""
+def load_model(name, device: str | None, bf16: bool):
+    """The backbone ``--model`` (a name or a ``ResolvedModel``), ``--device`` and ``--bf16`` name, or a one-line
+    :class:`CliError`."""
     torch_device = check_device(device) if device else None
     if not logging.getLogger().isEnabledFor(logging.INFO):
         _quiet_libraries()

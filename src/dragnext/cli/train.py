@@ -1,4 +1,4 @@
-"""``dragnext train-bundled``: train the bundled pixel-space model (models/training.py)."""
+"""``dragnext train-bundled``: train the bundled pixel-space model (models/bundled_training.py)."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ def add_train_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 @reports_errors
 def command_train_bundled(args: argparse.Namespace) -> int:
-    from ..models.training import TrainConfig, train_bundled
+    from ..models.bundled_training import TrainConfig, train_bundled
 
     def progress(step: int, seconds: float, loss: float) -> None:
         if step % 250 == 0:

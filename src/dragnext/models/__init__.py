@@ -1,35 +1,66 @@
-"""Backbone adapters: the only code that knows diffusers model classes."""
+"""Backbone adapters: the only code that knows diffusers model classes and folder layouts.
+
+``resolve_model`` (``resolve.py``, no torch) says what a ``--model`` value names; ``load_backbone`` loads it. The
+backbone classes import torch, so they are imported when first asked for (``dragnext.models.StableDiffusionBackbone``
+works as before), and ``from dragnext.models import resolve_model`` stays cheap for the command line.
+"""
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
+from typing import Any
 
-from ..config import local_model_folder, preset_name_for_model, read_model_config
-from .base import Backbone, ModelLoadError
-from .pixel import BUNDLED_DIR, PixelBackbone
-from .stable_diffusion import DEFAULT_MODEL_ID, StableDiffusionBackbone
+from ..config import BUNDLED_DIR, DEFAULT_MODEL_ID
+from .resolve import (
+    BUNDLED,
+    STABLE_DIFFUSION_XL,
+    ModelLoadError,
+    ResolvedModel,
+    read_model_config,
+    resolve_model,
+)
 
 __all__ = [
-    "Backbone", "ModelLoadError", "PixelBackbone", "StableDiffusionBackbone", "load_backbone", "BUNDLED_DIR",
-    "DEFAULT_MODEL_ID",
+    "Backbone", "ModelLoadError", "PixelBackbone", "StableDiffusionBackbone", "StableDiffusionXLBackbone",
+    "load_backbone", "resolve_model", "ResolvedModel", "BUNDLED_DIR", "DEFAULT_MODEL_ID",
 ]
 
+_LAZY = {"Backbone": ".base", "PixelBackbone": ".pixel", "StableDiffusionBackbone": ".stable_diffusion",
+         "StableDiffusionXLBackbone": ".sdxl"}
 
-def load_backbone(model: str = "bundled", *, device=None, dtype=None, autocast_bf16: bool = False) -> Backbone:
-    """Resolve ``model`` — ``"bundled"``, a local folder, or a hub id of Stable Diffusion 1.x/2.x — and load it."""
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def load_backbone(model: str | ResolvedModel = "bundled", *, device=None, dtype=None, autocast_bf16: bool = False):
+    """Load what ``model`` names — ``"bundled"``, a local folder, or a hub id of Stable Diffusion 1.x/2.x or XL —
+    or what :func:`resolve_model` already resolved (the CLI resolves once, to choose the settings, and passes it)."""
+    resolved = resolve_model(model)
     kwargs = {"device": device, "dtype": dtype, "autocast_bf16": autocast_bf16}
-    if model == "bundled" and not (BUNDLED_DIR / "unet" / "config.json").is_file():
+    if resolved.spec == "bundled" and not (BUNDLED_DIR / "unet" / "config.json").is_file():
         raise ModelLoadError(f"the bundled model is missing from {BUNDLED_DIR}; reinstall dragnext")
-    folder = local_model_folder(model)
-    if folder is not None:
-        _check_configs(folder)
-    if preset_name_for_model(model) == "bundled":
-        return PixelBackbone.from_pretrained(folder, **kwargs)
-    return StableDiffusionBackbone.from_pretrained(model, **kwargs)
+    if resolved.folder is not None:
+        _check_configs(resolved.folder)
+    if resolved.kind == BUNDLED:
+        from .pixel import PixelBackbone
+
+        return PixelBackbone.from_pretrained(resolved.folder, **kwargs)
+    if resolved.kind == STABLE_DIFFUSION_XL:
+        from .sdxl import StableDiffusionXLBackbone
+
+        return StableDiffusionXLBackbone.from_pretrained(resolved.spec, **kwargs)
+    from .stable_diffusion import StableDiffusionBackbone
+
+    return StableDiffusionBackbone.from_pretrained(resolved.spec, **kwargs)
 
 
 # The JSON configs of a diffusers folder that the loaders read, where present (a missing one is theirs to report).
-CONFIG_FILES = ("unet/config.json", "vae/config.json", "text_encoder/config.json", "tokenizer/tokenizer_config.json",
+CONFIG_FILES = ("model_index.json", "unet/config.json", "vae/config.json", "text_encoder/config.json",
+                "text_encoder_2/config.json", "tokenizer/tokenizer_config.json", "tokenizer_2/tokenizer_config.json",
                 "scheduler/scheduler_config.json")
 
 

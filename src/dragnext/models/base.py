@@ -7,6 +7,7 @@ noise, and reads UNet features. The editor never touches a diffusers model class
 from __future__ import annotations
 
 import contextlib
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import Any
@@ -16,11 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from ..config import ConfigError
-
-
-class ModelLoadError(RuntimeError):
-    """A model could not be found or loaded; the message is one line that says what to do."""
-
+from .resolve import ModelLoadError  # noqa: F401 - defined without torch (the CLI checks before loading)
 
 # What diffusers and transformers raise from ``from_pretrained`` for a missing or malformed model: beyond
 # OSError/ValueError, a config.json with the wrong shapes fails inside a constructor (TypeError "object of type
@@ -64,6 +61,20 @@ def seeded_construction(seed: int, device: torch.device | str = "cpu"):
         yield
 
 
+def working_size(height: int, width: int, native: int, multiple: int, max_pixels: int | None = None) -> tuple[int, int]:
+    """The (height, width) a model edits a ``height`` x ``width`` image at: the longer side scaled to ``native``, the
+    side the model was trained at (SD 1.x 512, SD 2.x-v 768, SDXL 1024, the bundled model 64), the aspect ratio
+    kept, each side rounded to a multiple of ``multiple`` (at least one). The cap: at most ``max_pixels`` working
+    pixels, by default ``native`` squared (what the model was trained on, and the memory an edit is sized for):
+    a smaller cap scales the image down further, and where rounding up would pass it the sides are rounded down."""
+    cap = native * native if max_pixels is None else max_pixels
+    scale = min(native / max(height, width), math.sqrt(cap / (height * width)))
+    sides = [max(multiple, round(side * scale / multiple) * multiple) for side in (height, width)]
+    if sides[0] * sides[1] > cap:
+        sides = [max(multiple, math.floor(side * scale / multiple) * multiple) for side in (height, width)]
+    return sides[0], sides[1]
+
+
 def default_device() -> torch.device:
     return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
 
@@ -76,14 +87,23 @@ def default_dtype(device: torch.device) -> torch.dtype:
 class Backbone(ABC):
     """One diffusion model seen through the operations the drag editor needs."""
 
-    name: str  # preset key: "stable-diffusion" or "bundled"
+    name: str  # preset key: "stable-diffusion", "stable-diffusion-xl" or "bundled" (models.resolve.KINDS)
     unet: torch.nn.Module
     scheduler_config: dict
     device: torch.device
     dtype: torch.dtype
     size_multiple: int  # image sides must be multiples of this (UNet down-sampling x VAE factor)
+    native_size: int | None = None  # the image side the model was trained at (None: unknown)
     supports_lora: bool = False
     autocast_bf16: bool = False  # bf16 autocast of the UNet on CPU (faster where the CPU has bf16 units)
+
+    def working_size(self, height: int, width: int) -> tuple[int, int]:
+        """The size this model edits a ``height`` x ``width`` image at (:func:`working_size`); a model of unknown
+        native side keeps the image's size, rounded to ``size_multiple``."""
+        if self.native_size is None:
+            multiple = self.size_multiple
+            return max(multiple, round(height / multiple) * multiple), max(multiple, round(width / multiple) * multiple)
+        return working_size(height, width, self.native_size, self.size_multiple)
 
     # ---------------------------------------------------------------- images and latents
     @abstractmethod

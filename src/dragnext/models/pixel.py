@@ -18,6 +18,7 @@ from .base import (
     load_error_reason,
     tensor_to_image,
 )
+from .resolve import native_resolution
 
 __all__ = ["BUNDLED_DIR", "PixelBackbone"]
 
@@ -35,6 +36,7 @@ class PixelBackbone(Backbone):
         self.source = source
         self.autocast_bf16 = autocast_bf16
         self.size_multiple = 2 ** (len(unet.config.down_block_types) - 1)
+        self.native_size = native_resolution(dict(unet.config))  # pixel space: the sample size, 64 for the bundled
 
     @classmethod
     def from_pretrained(cls, folder: str | Path = BUNDLED_DIR, **kwargs) -> PixelBackbone:
