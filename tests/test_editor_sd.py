@@ -82,13 +82,13 @@ def test_full_edit_returns_an_image_of_the_input_size_that_keeps_pixels_outside_
     assert np.array_equal(result.editable_mask, request.editable_mask)
 
 
-def test_full_edit_ran_at_a_working_size_that_is_a_multiple_of_the_model(full_edit, tiny_sd):
+def test_full_edit_ran_at_the_models_native_size_keeping_the_aspect_ratio(full_edit, tiny_sd):
+    """30 x 42 on a model of native side 32 and multiple 4: the longer side scaled to 32, the shorter with it."""
     _, result, _, _ = full_edit
-    multiple = tiny_sd.backbone.size_multiple
-    assert multiple == 4
-    assert result.working_size != (30, 42)
-    assert all(side % multiple == 0 and abs(side - given) <= multiple // 2
-               for side, given in zip(result.working_size, (30, 42), strict=True))
+    backbone = tiny_sd.backbone
+    assert (backbone.native_size, backbone.size_multiple) == (32, 4)
+    assert result.working_size == backbone.working_size(30, 42) == (24, 32)
+    assert result.image.shape[:2] == (30, 42)
 
 
 def test_full_edit_result_carries_config_timings_and_loss_history(full_edit):

@@ -104,8 +104,8 @@ def test_the_working_size_copy_scales_the_support():
     image = np.repeat(np.repeat(triangle_image(), 2, axis=0), 2, axis=1)  # 128 px
     op = make_operation("deform", disc((80, 28)).repeat(2, 0).repeat(2, 1)[:128, :128], (80, 28), (80, 16))
     request = DragRequest(image=image, operations=(dataclasses.replace(op, support=40.0),))
-    work = _to_working_size(request, 96)  # 128 px -> 96 px
+    work = _to_working_size(request, (96, 96))  # 128 px -> 96 px
     assert work.operations[0].support == pytest.approx(30.0)
-    found = with_supports(_to_working_size(DragRequest(image=image, operations=(op,)), 96))
+    found = with_supports(_to_working_size(DragRequest(image=image, operations=(op,)), (96, 96)))
     back = _supports_from(found, DragRequest(image=image, operations=(op,)))
     assert back.operations[0].support == pytest.approx(found.operations[0].support * 128 / 96)

@@ -130,7 +130,7 @@ class DragEditor:
         backbone = self.backbone
 
         with _timed(timings, "encode"):
-            work = _to_working_size(request, backbone.size_multiple)
+            work = _to_working_size(request, backbone.working_size(*request.image.shape[:2]))
             if config.deformation == "field":  # a deform's reach, read from the picture the model sees
                 work = with_supports(work)
                 request = _supports_from(work, request)
@@ -387,10 +387,11 @@ def _supports_from(work: DragRequest, request: DragRequest) -> DragRequest:
     return dataclasses.replace(request, operations=operations)
 
 
-def _to_working_size(request: DragRequest, multiple: int) -> DragRequest:
-    """The request resized so both sides are multiples of ``multiple`` (points follow the pixel centres)."""
+def _to_working_size(request: DragRequest, size: tuple[int, int]) -> DragRequest:
+    """The request resized to ``size`` (height, width), the backbone's working size for it
+    (:meth:`~dragnext.models.base.Backbone.working_size`); points follow the pixel centres."""
     height, width = request.image.shape[:2]
-    new_h, new_w = (max(multiple, round(side / multiple) * multiple) for side in (height, width))
+    new_h, new_w = size
     if (new_h, new_w) == (height, width):
         return request
     sx, sy = new_w / width, new_h / height
