@@ -299,16 +299,24 @@ def test_dragnext_edit_runs_an_sdxl_folder_with_its_preset(tiny_sdxl, instructio
         assert picture.size == (WIDTH, HEIGHT)
 
 
-def test_the_ui_runner_edits_with_an_sdxl_folder(tiny_sdxl, tmp_path):
+@pytest.mark.slow
+@pytest.mark.parametrize(("fixture", "kind", "preset_config", "small"), [
+    ("tiny_sdxl", XL, STABLE_DIFFUSION_XL, {}),
+    # the tiny SD folders have two up blocks and fewer attention layers than SD's preset names (as SMALL_SD)
+    ("tiny_sd2v", "stable-diffusion", STABLE_DIFFUSION,
+     {"feature_blocks": ("up_blocks.0", "up_blocks.1"), "mutual_attention_start_layer": 2}),
+])
+def test_the_ui_runner_edits_with_an_sdxl_or_sd2_v_folder(fixture, kind, preset_config, small, request, tmp_path):
     """The page loads models as the CLI does (``load_model`` -> ``load_backbone``); one edit through its runner."""
     from dragnext.cli.common import load_model
     from dragnext.ui.runner import EditRunner
     from dragnext.ui.session import Session
     from dragnext.ui.settings import Settings
 
-    base = STABLE_DIFFUSION_XL.override(num_steps=6, strength=0.5, iterations=2, lora_steps=1)
-    runner = EditRunner(load_model(str(tiny_sdxl.folder), "cpu", False), base)
-    assert runner.backbone.name == XL and preset_of(runner) == STABLE_DIFFUSION_XL
+    folder = request.getfixturevalue(fixture).folder
+    base = preset_config.override(num_steps=6, strength=0.5, iterations=2, lora_steps=1, **small)
+    runner = EditRunner(load_model(str(folder), "cpu", False), base)
+    assert runner.backbone.name == kind and preset_of(runner) == preset_config
     session = Session()
     session.load_image(np.random.default_rng(22).integers(0, 256, (HEIGHT, WIDTH, 3), dtype=np.uint8))
     session.points = [(10.0, 10.0), (16.0, 12.0)]
