@@ -75,5 +75,5 @@ def test_instruction_files_from_folders_globs_and_paths(three_files, tmp_path):
     with pytest.raises(InputError, match="holds no instruction files"):
         instruction_files([str(tmp_path / "empty")])
     twin = write_request(tmp_path / "d" / "first.json", random_image(32, 32, seed=604), 2)
-    with pytest.raises(InputError, match="both be written as first.png"):
+    with pytest.raises(InputError, match="both be written as 'first.png'"):
         instruction_files([str(a), str(twin)])

@@ -54,11 +54,6 @@ def _data(name: str) -> Path:
     return folder
 
 
-def _runslow(request: pytest.FixtureRequest) -> None:
-    if not request.config.getoption("--runslow", default=False):
-        pytest.skip("slow: run with --runslow")
-
-
 def _disc(shape: tuple[int, int], center: tuple[float, float], radius: float) -> np.ndarray:
     ys, xs = np.mgrid[: shape[0], : shape[1]]
     return (xs - center[0]) ** 2 + (ys - center[1]) ** 2 <= radius**2
@@ -163,8 +158,7 @@ def test_drag100_subset_round_trips(tmp_path):
 
 
 @pytest.mark.slow
-def test_every_drag100_sample_round_trips(tmp_path, request):
-    _runslow(request)
+def test_every_drag100_sample_round_trips(tmp_path):
     root = _data("drag100")
     assert len(find_samples(root, "drag100")) == 100
     _check_drag100(root, tmp_path)

@@ -213,7 +213,11 @@ def test_validate_request_accepts_a_list_of_operations_and_returns_a_tuple() -> 
 
 def test_points_on_the_border_are_inside() -> None:
     operation = make_operation("translate", rect_mask(0, 0, 5, 5), (0, 0), (WIDTH - 1, HEIGHT - 1))
-    validate_request(DragRequest(image=make_image(), operations=(operation,)))
+    request = DragRequest(image=make_image(), operations=(operation,))
+    assert validate_request(request) is request
+    past = make_operation("translate", rect_mask(0, 0, 5, 5), (0, 0), (WIDTH - 0.4, HEIGHT - 1))
+    with pytest.raises(InstructionError, match=r"operations\[0\]\.target"):
+        validate_request(DragRequest(image=make_image(), operations=(past,)))
 
 
 # ----------------------------------------------------------------------------------------- validation errors
@@ -327,7 +331,8 @@ def test_a_rotation_below_half_a_degree_is_refused(degrees: float) -> None:
 
 @pytest.mark.parametrize("degrees", [0.6, -20.0, 179.0, 180.0])
 def test_real_rotations_pass(degrees: float) -> None:
-    validate_request(one_operation_request(rotation_to(degrees)))
+    request = one_operation_request(rotation_to(degrees))
+    assert validate_request(request) is request
 
 
 @pytest.mark.parametrize(("factor", "direction"), [(1.0, 90.0), (1.005, 0.0), (0.995, 0.0)])
@@ -346,7 +351,8 @@ def test_an_extreme_scale_is_refused(factor: float, handle_distance: float) -> N
 
 @pytest.mark.parametrize("factor", [0.4, 0.6, 1.02, 1.6, 2.2, 1 / 15, 15.0])
 def test_real_scales_pass(factor: float) -> None:
-    validate_request(one_operation_request(scaling_by(factor, 1.0 if factor > 3 else 15.0)))
+    request = one_operation_request(scaling_by(factor, 1.0 if factor > 3 else 15.0))
+    assert validate_request(request) is request
 
 
 def test_an_editable_mask_that_excludes_the_whole_region_is_refused() -> None:

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 from .config import EditConfig
 from .files import write_png_atomic, write_text_atomic
 from .instructions import load_instructions
-from .limits import InputError
+from .limits import InputError, one_line, quote_path
 
 if TYPE_CHECKING:  # torch loads only when edits run: the CLI checks its arguments first
     from .editor import EditResult
@@ -63,23 +63,34 @@ def instruction_files(arguments: Iterable[str]) -> list[Path]:
     found: list[Path] = []
     for argument in arguments:
         path = Path(argument)
-        if path.is_dir():
+        if _is_folder(path):
             matches = sorted(p for p in path.glob("*.json") if p.is_file())
             if not matches:
-                raise InputError(f"{argument}: the folder holds no instruction files (*.json)")
+                raise InputError(f"{quote_path(argument)}: the folder holds no instruction files (*.json)")
         elif GLOB_CHARACTERS & set(argument):
             matches = sorted(Path(p) for p in glob.glob(argument) if Path(p).is_file())
             if not matches:
-                raise InputError(f"{argument}: no file matches")
+                raise InputError(f"{quote_path(argument)}: no file matches")
         else:
             matches = [path]
         found += [m for m in matches if m not in found]
     stems: dict[str, Path] = {}
     for path in found:
         if path.stem in stems:
-            raise InputError(f"{stems[path.stem]} and {path} would both be written as {path.stem}.png; rename one")
+            first, second = quote_path(str(stems[path.stem])), quote_path(str(path))
+            raise InputError(f"{first} and {second} would both be written as {quote_path(path.stem + '.png')}; "
+                             "rename one")
         stems[path.stem] = path
     return found
+
+
+def _is_folder(path: Path) -> bool:
+    """``path.is_dir()``, False for a name the file system refuses (too long, a NUL byte) instead of raising: such
+    a name then fails alone, with one line, when it is read."""
+    try:
+        return path.is_dir()
+    except (OSError, ValueError):
+        return False
 
 
 def output_paths(out_dir: Path, file: Path) -> tuple[Path, Path]:
@@ -89,7 +100,7 @@ def output_paths(out_dir: Path, file: Path) -> tuple[Path, Path]:
 
 def _error_text(error: BaseException) -> str:
     """One line: an input error's own message, otherwise the exception's type and message."""
-    text = " ".join(str(error).split())
+    text = one_line(error)
     return text if isinstance(error, InputError) else f"{type(error).__name__}: {text}"
 
 
@@ -97,7 +108,8 @@ def _check_not_an_input(outputs: Sequence[Path], inputs: Sequence[Path]) -> None
     read = {p.resolve() for p in inputs}
     for output in outputs:
         if output.resolve() in read:
-            raise InputError(f"{output} is a file this edit reads; write the outputs to another folder")
+            raise InputError(f"{quote_path(str(output))} is a file this edit reads; write the outputs to another "
+                             "folder")
 
 
 def write_failures(out_dir: Path, report: BatchReport) -> Path:

@@ -88,6 +88,20 @@ _FORMAT_NAMES = "PNG, JPEG, WebP, BMP, GIF, TIFF, PPM/PGM"
 _READ_MODES = ("RGB", "L", "RGBA")
 
 
+def one_line(text: object, limit: int | None = None) -> str:
+    """A message, an exception or any value as one line: every run of whitespace (newlines too) becomes one space.
+
+    An exception whose message is empty gives its type's name. Past ``limit`` characters the text is cut and ends
+    in ``...``. The one way messages from elsewhere (PIL, json, a worker's exception) are flattened for printing.
+    """
+    flat = " ".join(str(text).split())
+    if not flat and isinstance(text, BaseException):
+        flat = type(text).__name__
+    if limit is not None and len(flat) > limit:
+        flat = flat[: max(limit - 3, 0)] + "..."
+    return flat
+
+
 def input_error(where: str, problem: str) -> InputError:
     """Build the error; newlines are flattened because callers print the message as one line."""
     message = f"{where}: {problem}" if where else problem
@@ -298,6 +312,7 @@ def read_image(
     limits: Limits = DEFAULT_LIMITS,
     *,
     name: str | None = None,
+    size: tuple[int, int] | None = None,
 ) -> np.ndarray:
     """Read an image file as a uint8 array: ``H x W x 3`` for ``mode="RGB"``, ``H x W`` for ``mode="L"``,
     ``H x W x 4`` for ``mode="RGBA"``.
@@ -306,7 +321,8 @@ def read_image(
     size against ``limits``; only then decode. ``mode="L"`` is for masks (alpha rule in
     :func:`_mask_values`); 16-bit and float pictures are scaled to 8 bit in both modes. EXIF orientation is
     not applied: points are given in the pixels of the stored image. ``name`` is how messages show the
-    file (default ``path``).
+    file (default ``path``). ``size``: the ``(width, height)`` the picture must have (a mask, the image's), also
+    checked from the header, so a mask of the wrong size is refused without being decoded.
     """
     if mode not in _READ_MODES:
         raise ValueError(f"mode must be one of {_READ_MODES}, got {mode!r}")
@@ -333,6 +349,9 @@ def read_image(
         with picture:
             declared_size = picture.size
             check_image_size(*declared_size, where, limits, name=shown)
+            if size is not None and tuple(declared_size) != tuple(size):
+                raise input_error(where, f"mask is {declared_size[0]}x{declared_size[1]} but the image is "
+                                         f"{size[0]}x{size[1]}")
             try:
                 picture.load()
                 if picture.size != declared_size:  # formats whose frames resize on load are excluded, but check
@@ -345,7 +364,4 @@ def read_image(
 
 def _describe(error: Exception) -> str:
     """A decoder's exception as a short phrase for a one-line message."""
-    text = " ".join(str(error).split())
-    if len(text) > 120:
-        text = text[:117] + "..."
-    return text or type(error).__name__
+    return one_line(error, 120)

@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
 
+from ..limits import one_line
 from ..perceptual import LPIPSDistance, PerceptualDistance
 from .runner import BenchError, Edited, Job, LocalExecutor, edit_pair
 from .suites import request_type
@@ -97,7 +98,7 @@ class RayWorker:
             self.backbone = model.load()
             self.distance = load_distance("lpips") if distance == "lpips" else distance
         except Exception as error:  # told to the driver by ready()
-            self.failure = f"{type(error).__name__}: {' '.join(str(error).split())}"
+            self.failure = f"{type(error).__name__}: {one_line(error)}"
             return
         self.memory = PeakMemory(self.backbone.device)
 
@@ -181,7 +182,7 @@ class RayExecutor:
                 ray.init(address=self.address, include_dashboard=False)
             except (ConnectionError, ValueError) as error:  # no cluster at that address, or a malformed one
                 where = f"--address {self.address}" if self.address else "Ray"
-                raise BenchError(f"{where}: {' '.join(str(error).split())}") from None
+                raise BenchError(f"{where}: {one_line(error)}") from None
         slots: list[_Slot] = []
         try:
             # 2. the actors, each loading the model
@@ -303,6 +304,6 @@ def _reason(ray: ModuleType, error: BaseException) -> str:
     """One line on why a Ray call failed: the task's own exception if there is one, else Ray's first line."""
     cause = getattr(error, "cause", None)
     if isinstance(cause, Exception) and not isinstance(cause, ray.exceptions.RayError):
-        return f"{type(cause).__name__}: {' '.join(str(cause).split())}"
+        return f"{type(cause).__name__}: {one_line(cause)}"
     first = next((line.strip() for line in str(error).splitlines() if line.strip()), "")
     return f"{type(error).__name__}: {first[:200]}"

@@ -38,6 +38,7 @@ from ..config import EditConfig
 from ..files import write_png_atomic, write_text_atomic
 from ..ground_truth import GroundTruthEdit
 from ..instructions import DragRequest
+from ..limits import one_line
 from ..models.base import Backbone
 from ..perceptual import PerceptualDistance
 from .memory import PeakMemory
@@ -180,7 +181,7 @@ def output_path(out_dir: Path, method: str, sample_id: str) -> Path:
 
 
 def _error_text(error: BaseException) -> str:
-    return f"{type(error).__name__}: {' '.join(str(error).split())}"
+    return f"{type(error).__name__}: {one_line(error)}"
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from .common import CliError, PhaseBars, add_edit_flags, load_model_as_asked, reports_errors
+from .common import CliError, PhaseBars, add_edit_flags, check_device, load_model_as_asked, reports_errors
 from .outputs import output_path
 
 
@@ -19,11 +19,15 @@ def add_demo_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 @reports_errors
 def command_demo(args: argparse.Namespace) -> int:
+    # The default, out/demo.png, must work from a fresh clone: a missing folder is created, but only by
+    # run_demo, right before it writes, so that a refused command leaves nothing behind. The output and the
+    # device are checked before anything imports torch (dragnext.demo does), so a refusal is instant.
+    output = output_path(args.output, "-o/--output", create_folders=True)
+    if args.device:
+        check_device(args.device)
+
     from ..demo import run_demo
 
-    # The default, out/demo.png, must work from a fresh clone: a missing folder is created, but only by
-    # run_demo, right before it writes, so that a refused command leaves nothing behind.
-    output = output_path(args.output, "-o/--output", create_folders=True)
     backbone = load_model_as_asked(args)
     try:
         report = run_demo(backbone, output, progress=None if args.quiet else PhaseBars())

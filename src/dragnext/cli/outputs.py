@@ -10,6 +10,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from ..files import write_staged
+from ..limits import one_line, quote_path
 from .common import EXIT_BAD_INPUT, CliError
 
 
@@ -17,26 +18,38 @@ def output_path(value: str, flag: str, *, inputs: Iterable[Path] = (), create_fo
     """Check an output path before any work: a .png file name, in a folder we can write, not one of ``inputs``.
 
     ``create_folders``: a missing folder is fine if it can be created; the caller creates it right before writing,
-    so that a command refused for any reason leaves no folder behind."""
+    so that a command refused for any reason leaves no folder behind.
+
+    Every refusal is one line (exit status 2): a name too long for the file system, a NUL byte or a loop of links
+    is reported, not raised."""
+    quoted = quote_path(value)
+    if Path(value).suffix.lower() != ".png":
+        raise CliError(f"{flag}: {quoted} must end in .png", EXIT_BAD_INPUT)
+    try:
+        return _checked_output(value, flag, quoted, inputs, create_folders)
+    except (OSError, ValueError) as error:  # ENAMETOOLONG, ELOOP, an embedded NUL, ... from stat or resolve
+        reason = getattr(error, "strerror", None) or one_line(error)
+        raise CliError(f"{flag}: cannot write {quoted} ({reason})", EXIT_BAD_INPUT) from None
+
+
+def _checked_output(value: str, flag: str, quoted: str, inputs: Iterable[Path], create_folders: bool) -> Path:
     path = Path(value).expanduser()
-    if path.suffix.lower() != ".png":
-        raise CliError(f"{flag}: '{value}' must end in .png", EXIT_BAD_INPUT)
     if path.is_dir():
-        raise CliError(f"{flag}: '{value}' is a folder; give a file name like out.png", EXIT_BAD_INPUT)
+        raise CliError(f"{flag}: {quoted} is a folder; give a file name like out.png", EXIT_BAD_INPUT)
     if path.exists() and not path.is_file():
-        raise CliError(f"{flag}: '{value}' exists and is not a regular file", EXIT_BAD_INPUT)
+        raise CliError(f"{flag}: {quoted} exists and is not a regular file", EXIT_BAD_INPUT)
     folder = path.parent
     if create_folders:
         while not folder.exists() and folder != folder.parent:
             folder = folder.parent
     if not folder.is_dir():
         problem = "is not a folder" if folder.exists() else "does not exist"
-        raise CliError(f"{flag}: folder '{folder}' {problem}", EXIT_BAD_INPUT)
+        raise CliError(f"{flag}: folder {quote_path(str(folder))} {problem}", EXIT_BAD_INPUT)
     _check_writable(folder, path.name, flag)
     for source in inputs:
         if same_file(path, source):
-            raise CliError(f"{flag}: '{value}' is an input of this edit ('{source}'); writing it would overwrite it",
-                           EXIT_BAD_INPUT)
+            raise CliError(f"{flag}: {quoted} is an input of this edit ({quote_path(str(source))}); writing it "
+                           "would overwrite it", EXIT_BAD_INPUT)
     return path
 
 
@@ -48,8 +61,8 @@ def _check_writable(folder: Path, name: str, flag: str) -> None:
             raise PermissionError(13, "permission denied")
         write_staged(folder, name, lambda stream: None).unlink()
     except OSError as error:
-        reason = error.strerror or str(error)
-        raise CliError(f"{flag}: cannot write in folder '{folder}' ({reason})", EXIT_BAD_INPUT) from None
+        reason = error.strerror or one_line(error)
+        raise CliError(f"{flag}: cannot write in folder {quote_path(str(folder))} ({reason})", EXIT_BAD_INPUT) from None
 
 
 def same_file(a: Path, b: Path) -> bool:

@@ -100,14 +100,37 @@ def _resolve(value: Any, where: str, base: Path, root: Path | None) -> Path:
     return path
 
 
-def _read_picture(value: Any, where: str, base: Path, root: Path | None, mode: str, limits: Limits) -> np.ndarray:
-    """Read an image file named in the JSON as a uint8 array in ``mode``; errors name the field."""
+def _read_picture(value: Any, where: str, base: Path, root: Path | None, mode: str, limits: Limits,
+                  size: tuple[int, int] | None = None) -> np.ndarray:
+    """Read an image file named in the JSON as a uint8 array in ``mode``; errors name the field. ``size``:
+    the ``(width, height)`` it must have, checked from its header before decoding."""
     path = _resolve(value, where, base, root)
-    return read_image(path, where, mode, limits, name=value)
+    return read_image(path, where, mode, limits, name=value, size=size)
 
 
-def _load_mask(value: Any, where: str, base: Path, root: Path | None, limits: Limits) -> np.ndarray:
-    return _read_picture(value, where, base, root, "L", limits) > 127
+class _Masks:
+    """The masks of one instruction file, each file decoded once and only if it has the image's size.
+
+    An operation list may name one file 64 times (or through 64 links); each name is checked (its path, and at a
+    file's first mention its header), the pixels are decoded once, and the operations share that array. Loading
+    work is then bounded by the distinct files named, each no larger than the image.
+    """
+
+    def __init__(self, base: Path, root: Path | None, limits: Limits, image_shape: tuple[int, ...]):
+        self.base, self.root, self.limits = base, root, limits
+        self.size = (image_shape[1], image_shape[0])
+        self.decoded: dict[str, np.ndarray] = {}
+
+    def load(self, value: Any, where: str) -> np.ndarray:
+        path = _resolve(value, where, self.base, self.root)
+        try:  # the file itself, however it is spelled or linked
+            info = os.stat(path)
+            key = f"{info.st_dev}:{info.st_ino}"
+        except (OSError, ValueError):  # read_image explains
+            key = os.path.normpath(path)
+        if key not in self.decoded:
+            self.decoded[key] = read_image(path, where, "L", self.limits, name=value, size=self.size) > 127
+        return self.decoded[key]
 
 
 def _load_polygon(
@@ -125,9 +148,7 @@ def _load_polygon(
     return polygon
 
 
-def _load_operation(
-    raw: Any, where: str, base: Path, root: Path | None, image_shape: tuple[int, ...], limits: Limits
-) -> Operation:
+def _load_operation(raw: Any, where: str, masks: _Masks, image_shape: tuple[int, ...], limits: Limits) -> Operation:
     if not isinstance(raw, dict):
         raise input_error(where, f"expected an object, got {short_repr(raw)}")
     _check_keys(raw, where, OPERATION_KEYS, REQUIRED_OPERATION_KEYS)
@@ -144,7 +165,7 @@ def _load_operation(
         polygon = _load_polygon(region_value, f"{where}.region", image_shape, limits)
         region = polygon_mask(polygon, image_shape[1], image_shape[0])
     elif isinstance(region_value, str):
-        region = _load_mask(region_value, f"{where}.region", base, root, limits)
+        region = masks.load(region_value, f"{where}.region")
     else:
         raise input_error(
             f"{where}.region",
@@ -158,18 +179,18 @@ def _parse_json(data: bytes, path: Path) -> Any:
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
-        raise input_error("", f"'{path}' is not valid JSON: it is not UTF-8 text") from None
+        raise input_error("", f"{quote_path(str(path))} is not valid JSON: it is not UTF-8 text") from None
     try:
         return json.loads(text, object_pairs_hook=_reject_duplicate_keys)
     except json.JSONDecodeError as exc:
-        problem = f"'{path}' is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}"
+        problem = f"{quote_path(str(path))} is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}"
         raise input_error("", problem) from None
     except RecursionError:
-        raise input_error("", f"'{path}' is not valid JSON: nested too deeply") from None
+        raise input_error("", f"{quote_path(str(path))} is not valid JSON: nested too deeply") from None
     except InstructionError:
         raise
     except ValueError:  # an integer literal over Python's 4300-digit conversion limit
-        raise input_error("", f"'{path}' is not valid JSON: a number has too many digits") from None
+        raise input_error("", f"{quote_path(str(path))} is not valid JSON: a number has too many digits") from None
 
 
 def load_instructions(
@@ -188,7 +209,8 @@ def load_instructions(
     data = read_limited_bytes(path, "instructions", limits.max_json_bytes, name=str(path))
     raw = _parse_json(data, path)
     if not isinstance(raw, dict):
-        raise input_error("", f"'{path}' must contain a JSON object at the top level, got {type(raw).__name__}")
+        raise input_error("", f"{quote_path(str(path))} must contain a JSON object at the top level, got "
+                              f"{type(raw).__name__}")
 
     # 1. Everything that costs nothing to check, before any image is decoded.
     _check_keys(raw, "", TOP_LEVEL_KEYS, REQUIRED_TOP_LEVEL_KEYS)
@@ -206,12 +228,12 @@ def load_instructions(
     base = path.parent
     root_path = None if root is None else Path(root)
     image = _read_picture(raw["image"], "image", base, root_path, "RGB", limits)
+    masks = _Masks(base, root_path, limits, image.shape)
     editable_mask = None
     if raw.get("editable_mask") is not None:
-        editable_mask = _load_mask(raw["editable_mask"], "editable_mask", base, root_path, limits)
+        editable_mask = masks.load(raw["editable_mask"], "editable_mask")
     operations = tuple(
-        _load_operation(op, f"operations[{i}]", base, root_path, image.shape, limits)
-        for i, op in enumerate(raw_operations)
+        _load_operation(op, f"operations[{i}]", masks, image.shape, limits) for i, op in enumerate(raw_operations)
     )
     named = [raw["image"], raw.get("editable_mask"), *(op["region"] for op in raw_operations)]
     files = (path, *(_resolve(name, "", base, root_path) for name in named if isinstance(name, str)))

@@ -69,7 +69,9 @@ def handler(*outputs: str) -> Callable:
                 text = str(error)
             except Exception as error:  # noqa: BLE001 - the page shows any failure; the server keeps serving
                 logger.exception("UI handler %s failed", function.__name__)
-                text = " ".join(f"Something went wrong ({type(error).__name__}: {error}).".split())
+                from ..limits import one_line  # imported here: only this error path needs it
+
+                text = one_line(f"Something went wrong ({type(error).__name__}: {error}).")
             gr.Warning(text)
             values: list[Any] = [gr.skip()] * len(outputs)
             values[status_index] = message(text, ok=False)

@@ -28,6 +28,7 @@ import numpy as np
 from ..config import ConfigError, EditConfig, preset
 from ..files import write_png_atomic
 from ..instructions import InstructionError
+from ..limits import one_line
 from .coordinates import to_display
 from .drawing import overlay
 from .session import Session
@@ -110,8 +111,7 @@ class EditRunner:
             return RunOutcome(False, str(error))
         except Exception as error:  # noqa: BLE001 - the page reports any failure and the server keeps serving
             logger.exception("edit failed")
-            text = " ".join(str(error).split()) or type(error).__name__
-            return RunOutcome(False, f"The edit failed ({type(error).__name__}: {text[:300]}). "
+            return RunOutcome(False, f"The edit failed ({type(error).__name__}: {one_line(error, 300)}). "
                                      "Nothing was changed; adjust the settings or operations and run again.")
         session.record_edit(request, result.image)
         folder = new_folder(workdir, "edit")

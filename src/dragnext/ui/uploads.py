@@ -34,7 +34,7 @@ from PIL import Image, UnidentifiedImageError
 
 from ..files import write_png_atomic
 from ..instructions import DragRequest, InstructionError, load_instructions, save_instructions
-from ..limits import IMAGE_FORMATS, UI_LIMITS, check_regular_file, read_image
+from ..limits import IMAGE_FORMATS, UI_LIMITS, check_regular_file, one_line, read_image
 from .workspace import new_folder
 
 MAX_UPLOAD_MB = 20  # per uploaded file (an image, an instruction JSON or PNG, a .zip)
@@ -94,7 +94,7 @@ def _image_header(path: Path) -> tuple[tuple[int, int], bool]:
     except Image.DecompressionBombError:
         raise UIError(f"The image has too many pixels; the limit is {MAX_SIDE} pixels per side.") from None
     except Exception as error:  # noqa: BLE001 - PIL's header parsers raise many types on corrupt bytes
-        raise UIError(f"Cannot read the image: {' '.join(str(error).split())[:120]}.") from None
+        raise UIError(f"Cannot read the image: {one_line(error, 120)}.") from None
     check_image_size(*size)
     return size, mode in ("RGBA", "LA", "PA", "La", "RGBa") or "transparency" in info
 

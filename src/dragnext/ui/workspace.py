@@ -9,6 +9,16 @@ Two rules keep what a browser fetches whole:
   ``unload`` and the session state's expiry), not only when the server exits. Everything the tab was shown is
   in Gradio's cache by then; a handler of the same tab still running recreates the folder it writes to.
 
+What the server keeps, and for how long (each bounded):
+
+- A tab's folder holds each distinct picture it was shown (once per content), and one folder per edit (the edited
+  PNG and its downloads) and per download; it grows with the tab's edits and goes when the tab does. A restore
+  folder goes as soon as the upload is read (:func:`dragnext.ui.uploads.read_instruction_upload`).
+- Gradio's cache holds a copy of every file handed to the page and of every upload (each at most
+  ``MAX_UPLOAD_MB``), and Gradio never removes them by itself while the server runs. :data:`GRADIO_CACHE_CLEANUP`
+  is the ``delete_cache`` to give ``gr.Blocks``: every hour, the files the app put there more than a tab's lifetime
+  ago are removed, so the cache holds at most what the tabs of the last 12 hours uploaded and were shown.
+
 No Gradio here.
 """
 
@@ -23,6 +33,10 @@ from pathlib import Path
 import numpy as np
 
 from ..files import write_png_atomic
+
+# gr.Blocks(delete_cache=(frequency, age)), in seconds: check hourly, remove what is older than a tab may live
+# (app.SESSION_TTL_SECONDS, 12 h: a tab's state, and so what it could still ask for, expires then).
+GRADIO_CACHE_CLEANUP = (3600, 12 * 3600)
 
 
 def new_folder(parent: str | os.PathLike[str], prefix: str) -> Path:

@@ -29,7 +29,9 @@ Choices made here:
 - A sample folder is written whole or not at all: into a hidden staging folder beside it
   (``.<sample>.<random>.partial``), renamed into place once complete. Re-converting replaces a folder this
   module wrote (recognised by its ``conversion.json``) and removes the converted files of a sample that now
-  fails; a folder holding anything else is left alone and the sample fails with a reason.
+  fails; a folder holding anything else is left alone and the sample fails with a reason. A conversion killed
+  outright (``kill -9``) leaves its staging folder behind; the next conversion into the same folder removes such
+  leftovers (by their exact names, and only those older than that run: :func:`.samples.remove_stale_staging`).
 
 - :mod:`.conversion`: :func:`convert`, :func:`convert_dragbench`, :func:`convert_drag100` and the
   :class:`ConversionReport` they return: the loop over the samples.

@@ -53,5 +53,3 @@ def format_point(point: Sequence[float]) -> str:
     return "(" + ", ".join(str(json_number(v)) for v in point) + ")"
 
 
-def one_line(text: str) -> str:
-    return " ".join(text.split())

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ...instructions import DragRequest, InstructionError
-from .common import DATASET_TITLES, DATASETS, FAILED_NAME, MARKER_FILES, ConversionError, json_number, one_line
+from ...limits import one_line
+from .common import DATASET_TITLES, DATASETS, FAILED_NAME, MARKER_FILES, ConversionError, json_number
 from .drag100 import read_drag100
 from .dragbench import read_dragbench
 from .regions import DEFAULT_RADIUS_RULE, build_request, check_radius
@@ -17,6 +19,7 @@ from .samples import (
     check_destination,
     find_samples,
     prepare_output,
+    remove_stale_staging,
     sample_name,
     withdraw,
     write_failed_csv,
@@ -64,10 +67,7 @@ def _read_sample(dataset: str, folder: Path, radius: float | None) -> tuple[Drag
         raise
     except Exception as error:  # a hostile file may raise what no check foresaw; it fails its own sample only
         logger.debug("unexpected error converting %s", folder, exc_info=True)
-        message = one_line(str(error))
-        if len(message) > _REASON_LIMIT:
-            message = message[: _REASON_LIMIT - 1] + "…"
-        raise ConversionError(f"unexpected {type(error).__name__}: {message}") from None
+        raise ConversionError(f"unexpected {type(error).__name__}: {one_line(error, _REASON_LIMIT)}") from None
     return request, region, points
 
 
@@ -79,7 +79,10 @@ def _convert(dataset: str, root: str | os.PathLike[str], out: str | os.PathLike[
     if not samples:
         raise ConversionError(f"{root}: no {DATASET_TITLES[dataset]} samples (folders with {marker}) found")
     target_root = Path(out) / dataset
+    started = time.time()
     prepare_output(target_root)
+    for path in remove_stale_staging(target_root, started):
+        logger.info("removed %s, left by an interrupted conversion", path)
     report = ConversionReport(dataset=dataset, out=target_root, radius=radius)
     try:
         for folder in samples:
@@ -88,7 +91,7 @@ def _convert(dataset: str, root: str | os.PathLike[str], out: str | os.PathLike[
             try:
                 request, region, points = _read_sample(dataset, folder, radius)
             except InstructionError as error:
-                report.failed.append((name, one_line(str(error))))
+                report.failed.append((name, one_line(error)))
                 withdraw(destination)
                 continue
             try:

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from ...limits import DEFAULT_LIMITS, read_image, read_limited_bytes
+from ...limits import DEFAULT_LIMITS, one_line, read_image, read_limited_bytes
 from .common import MARKER_FILES, ConversionError
 
 
@@ -21,7 +21,7 @@ def read_drag100(folder: Path) -> tuple[np.ndarray, np.ndarray, list[Any], str]:
     except RecursionError:
         raise ConversionError(f"{points_path.name}: not valid JSON: nested too deeply") from None
     except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, an integer past Python's digit limit
-        raise ConversionError(f"{points_path.name}: not valid JSON: {' '.join(str(exc).split())}") from None
+        raise ConversionError(f"{points_path.name}: not valid JSON: {one_line(exc, 300)}") from None
     if not isinstance(raw, dict) or not isinstance(raw.get("points"), list):
         raise ConversionError(f'{points_path.name}: expected {{"points": [[x, y], ...]}}')
     image = read_image(folder / "original.jpg", "image", "RGB", name="original.jpg")

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from ...limits import one_line
 from .common import ConversionError
 
 # What a pickled ndarray references, in numpy 1.x and 2.x spelling: `_reconstruct`, `ndarray` and `dtype` are all
@@ -85,5 +86,4 @@ def restricted_loads(data: bytes, source: str) -> Any:
     except UnsafePickleError:
         raise
     except Exception as exc:  # a malformed pickle can raise almost anything; report it as one line
-        message = " ".join(str(exc).split()) or type(exc).__name__
-        raise ConversionError(f"{source}: not a readable pickle: {message}") from None
+        raise ConversionError(f"{source}: not a readable pickle: {one_line(exc, 300)}") from None

@@ -13,11 +13,14 @@ from typing import Any
 import numpy as np
 
 from ...instructions import DragRequest, make_operation, validate_request
+from ...limits import DEFAULT_LIMITS
 from .common import ConversionError, describe, format_point, is_number, json_number
 
 MIN_DEFAULT_RADIUS = 8
 DEFAULT_RADIUS_FRACTION = 0.04
 DEFAULT_RADIUS_RULE = "max(8, round(0.04 * min(H, W)))"
+# A larger disc than the diagonal of the largest image read (8192 px a side) changes nothing.
+MAX_RADIUS = 2 * DEFAULT_LIMITS.max_side
 
 
 def default_radius(height: int, width: int) -> int:
@@ -26,11 +29,16 @@ def default_radius(height: int, width: int) -> int:
 
 
 def check_radius(radius: Any) -> float | None:
-    """A given radius as a float (None stays None, for the default rule); anything below 1 px is refused."""
+    """A given radius as a float (None stays None, for the default rule); anything below 1 px or above
+    :data:`MAX_RADIUS` (a disc that covers any image read, whose square would overflow at 1e308) is refused."""
     if radius is None:
         return None
-    if not is_number(radius) or not math.isfinite(radius) or radius < 1:
-        raise ConversionError(f"radius: must be a number of pixels >= 1, got {radius!r}")
+    try:
+        usable = is_number(radius) and math.isfinite(radius) and 1 <= radius <= MAX_RADIUS
+    except OverflowError:  # an integer too large for a float
+        usable = False
+    if not usable:
+        raise ConversionError(f"radius: must be a number of pixels in [1, {MAX_RADIUS}], got {describe(radius)}")
     return float(radius)
 
 

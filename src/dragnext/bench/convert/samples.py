@@ -4,6 +4,12 @@ A converted sample is written into a hidden staging folder beside its destinatio
 and renamed into place once complete. Re-converting replaces a folder this package wrote (recognised by its
 ``conversion.json``) and removes the converted files of a sample that now fails; a folder holding anything else is
 left alone. The samples that failed are listed in ``failed.csv``.
+
+A conversion killed outright (``kill -9``, a power cut) cannot clean up after itself, and leaves its staging folder
+(``.<sample>.<16 hex digits>.partial``), an earlier conversion set aside (``.<sample>.<16 hex digits>.old``) or a
+staged file (``.failed.csv.<16 hex digits>.partial``). The next conversion into the same ``<out>/<dataset>`` removes
+them (:func:`remove_stale_staging`): only entries with exactly these names, and only those last changed before that
+run started, so files of its own are never taken. (Two conversions into one folder at once are not supported.)
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import os
 import re
 import secrets
 import shutil
+import stat
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -29,6 +36,8 @@ from .common import DATASETS, FAILED_NAME, MARKER_FILES, SIDECAR_NAME, Conversio
 # what is left is still recognised as ours).
 _CONVERTED_FILES = ("instructions.json", "image.png", "editable.png", SIDECAR_NAME)
 _REGION_FILE = re.compile(r"region_\d+\.png")
+# What write_sample (and files.write_staged) name their temporary folders and files: "." + name + 16 hex + suffix.
+_STAGING_NAME = re.compile(r"\..+\.[0-9a-f]{16}\.(partial|old)")
 
 
 def find_samples(root: str | os.PathLike[str], dataset: str | None = None) -> list[Path]:
@@ -71,6 +80,33 @@ def prepare_output(target_root: Path) -> None:
         raise ConversionError(f"{target_root}: cannot create the output folder: {exc.strerror or exc}") from None
     if not os.access(target_root, os.W_OK | os.X_OK):
         raise ConversionError(f"{target_root}: the output folder is not writable")
+
+
+def remove_stale_staging(target_root: Path, started: float) -> list[Path]:
+    """Remove what an interrupted earlier conversion left under ``target_root``: staging folders and set-aside
+    folders and staged files (names as :data:`_STAGING_NAME`), last changed before ``started`` (a ``time.time()``).
+    Links are never followed nor removed. Returns the paths removed."""
+    removed: list[Path] = []
+    for folder, subfolders, files in os.walk(target_root):
+        for name in [*subfolders, *files]:
+            if not _STAGING_NAME.fullmatch(name):
+                continue
+            path = Path(folder) / name
+            try:
+                info = os.lstat(path)
+                if info.st_mtime >= started:
+                    continue
+                if stat.S_ISDIR(info.st_mode):
+                    shutil.rmtree(path)
+                elif stat.S_ISREG(info.st_mode):
+                    path.unlink()
+                else:
+                    continue
+            except OSError:  # gone meanwhile, or not ours to remove: the run goes on
+                continue
+            removed.append(path)
+        subfolders[:] = [name for name in subfolders if not _STAGING_NAME.fullmatch(name)]
+    return removed
 
 
 def check_destination(destination: Path, target_root: Path) -> None:
