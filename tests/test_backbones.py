@@ -180,6 +180,12 @@ def check_counts(counts: tuple[int, int, int]) -> None:
     assert (truncated, backward) in ((1 + 2, 2 + 1), (2 + 4, 4 + 1))
 
 
+@pytest.fixture(autouse=True)
+def own_lora_cache(tmp_path, monkeypatch):
+    """Pass counts include the LoRA's steps: a LoRA another test cached for the same picture would hide them."""
+    monkeypatch.setenv("DRAGNEXT_CACHE_DIR", str(tmp_path / "cache"))
+
+
 @pytest.fixture
 def instructions(tmp_path):
     from test_cli import write_instructions
@@ -277,14 +283,17 @@ def test_sdxl_lora_sits_on_the_attention_projections_and_trains(tiny_sdxl):
 def test_the_cli_chooses_the_preset_from_the_folder(tiny_sd, tiny_sd2v, tiny_sdxl):
     from dragnext.cli.common import config_from_args
 
-    def chosen(folder):
-        args = argparse.Namespace(model=str(folder), preset="default", set=None, steps=None, strength=None,
+    def chosen(folder, settings):
+        args = argparse.Namespace(model=str(folder), preset="default", set=settings, steps=None, strength=None,
                                   pbsi_timesteps=None, iterations=None, lr=None, no_lora=False)
         return config_from_args(args), args.resolved_model
 
-    for fixture, expected, kind in ((tiny_sd, STABLE_DIFFUSION, SD), (tiny_sd2v, STABLE_DIFFUSION, SD),
-                                    (tiny_sdxl, STABLE_DIFFUSION_XL, XL)):
-        config, resolved = chosen(fixture.folder)
+    # the tiny SD folders have fewer blocks and layers than SD's preset names (checked from their configs)
+    small = STABLE_DIFFUSION.override(feature_blocks=("up_blocks.0", "up_blocks.1"), mutual_attention_start_layer=2)
+    small_flags = [SMALL_SD[1], SMALL_SD[3]]
+    for fixture, settings, expected, kind in ((tiny_sd, small_flags, small, SD), (tiny_sd2v, small_flags, small, SD),
+                                              (tiny_sdxl, None, STABLE_DIFFUSION_XL, XL)):
+        config, resolved = chosen(fixture.folder, settings)
         assert config == expected and resolved.kind == kind
 
 
@@ -344,3 +353,67 @@ def test_the_sdxl_vae_runs_in_fp32_when_the_unet_runs_in_fp16(tiny_sd, tiny_sdxl
     assert next(sdxl.vae.parameters()).dtype == torch.float32 and next(sdxl.unet.parameters()).dtype == torch.float16
     sd = load_backbone(str(tiny_sd.folder), device="cpu", dtype=torch.float16)
     assert sd.vae_dtype == torch.float16
+
+
+# ------------------------------------------------------------------------------------------ outlines
+
+
+@pytest.mark.parametrize("name", ["SD15_UNET", "SD2V_UNET", "SDXL_UNET", "TINY_UNET", "TINY_SD1_UNET",
+                                  "TINY_SD2V_UNET", "TINY_SDXL_UNET", "bundled"])
+def test_a_unets_outline_from_its_config_matches_the_unet_diffusers_builds(name):
+    """Built on the meta device (no memory, no weights): the blocks and self-attention layers the CLI reads from
+    a config before loading are the modules the editor finds after."""
+    from diffusers import UNet2DConditionModel, UNet2DModel
+
+    from dragnext.attention import self_attention_layers
+    from dragnext.config import BUNDLED_DIR
+    from dragnext.models import factory
+    from dragnext.models.resolve import read_model_config, unet_outline
+
+    if name == "bundled":
+        config = read_model_config(BUNDLED_DIR / "unet" / "config.json")
+        model_class = UNet2DModel
+    else:
+        config, model_class = {**getattr(factory, name), "_class_name": "UNet2DConditionModel"}, UNet2DConditionModel
+    outline = unet_outline(config)
+    with torch.device("meta"):
+        unet = model_class(**{k: v for k, v in config.items() if not k.startswith("_")})
+    modules = dict(unet.named_modules())
+    assert outline.self_attention_layers == len(self_attention_layers(unet))
+    top = {n for n in modules
+           if n == "mid_block" or (n.count(".") == 1 and n.startswith(("up_blocks.", "down_blocks.")))}
+    assert set(outline.blocks) == top
+
+
+def test_the_cli_refuses_feature_blocks_and_layers_a_local_model_lacks_before_loading_it(tiny_sdxl, instructions,
+                                                                                          out_dir, capsys,
+                                                                                          monkeypatch):
+    from dragnext import models
+
+    monkeypatch.setattr(models, "load_backbone", lambda *a, **k: pytest.fail("the model was loaded"))
+    output = out_dir / "x.png"
+    for setting, message in (("feature_blocks=no.such.block", "feature_blocks: the UNet has no block 'no.such.block'"),
+                             ("feature_blocks=up_blocks.3", "it has up_blocks.0, up_blocks.1, up_blocks.2"),
+                             ("mutual_attention_start_layer=71", "past the UNet's 70 self-attention layers")):
+        status = main(["edit", str(instructions), "-o", str(output), "--model", str(tiny_sdxl.folder), "--quiet",
+                       "--set", setting])
+        err = capsys.readouterr().err
+        assert status == 2 and message in err and len(err.strip().splitlines()) == 1, err
+    assert not output.exists()
+
+
+@pytest.mark.parametrize(("layout", "message"), [
+    ({}, "it has no unet/config.json"),
+    ({"unet/config.json": '{"a": NaN}', "scheduler/scheduler_config.json": "{}"}, "is not valid JSON"),
+    ({"unet/config.json": "{}"}, "it has no scheduler/scheduler_config.json"),
+])
+def test_a_local_model_folder_without_its_configs_is_refused_in_one_line(layout, message, instructions, out_dir,
+                                                                       tmp_path, capsys):
+    folder = tmp_path / "model"
+    folder.mkdir()
+    for name, text in layout.items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_text(text)
+    status = main(["edit", str(instructions), "-o", str(out_dir / "x.png"), "--model", str(folder), "--quiet"])
+    err = capsys.readouterr().err
+    assert status == 2 and message in err and len(err.strip().splitlines()) == 1, err

@@ -249,7 +249,7 @@ def test_a_batch_goes_on_past_a_file_that_fails_and_exits_3(tiny_sd, tmp_path, c
                    str(tiny_sd.folder), *SMALL_FLAGS])
     captured = capsys.readouterr()
     assert status == 3
-    assert f"dragnext: {broken}:" in captured.err and "1 failed" in captured.err
+    assert f"dragnext: {str(broken)!r}:" in captured.err and "1 failed" in captured.err
     assert (out / f"{good.stem}.png").is_file()
     assert str(broken) in (out / "failed.csv").read_text()
 

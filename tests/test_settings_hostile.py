@@ -285,9 +285,31 @@ def test_the_cli_reports_a_malformed_model_in_one_line(instructions, out_dir, tm
     folder = fake_model_folder(tmp_path / "model", "[]", BUNDLED_SCHEDULER)
     output = out_dir / "edited.png"
     status = main(["edit", str(instructions), "-o", str(output), "--model", str(folder), "--quiet"])
-    line = assert_one_line_error(capsys, status, "must hold a JSON object, got list", code=1)
+    line = assert_one_line_error(capsys, status, "must hold a JSON object, got list", code=2)
     assert "unet/config.json" in line
     assert not output.exists()
+
+
+def test_a_model_path_that_is_not_a_folder_is_refused_before_any_library_loads(instructions, out_dir, tmp_path,
+                                                                                capsys):
+    """Checked without diffusers, transformers or torch: in a fresh interpreter none of them gets imported."""
+    import subprocess
+    import sys
+
+    not_a_folder = tmp_path / "weights.safetensors"
+    not_a_folder.write_bytes(b"not a model")
+    output = out_dir / "edited.png"
+    status = main(["edit", str(instructions), "-o", str(output), "--model", str(not_a_folder), "--quiet"])
+    assert "is not a folder" in assert_one_line_error(capsys, status, "--model", code=2)
+    assert not output.exists()
+    script = (
+        "import sys\nfrom dragnext.cli import main\n"
+        f"status = main(['edit', {str(instructions)!r}, '-o', {str(output)!r}, '--model', {str(not_a_folder)!r}])\n"
+        "loaded = [m for m in ('torch', 'diffusers', 'transformers') if m in sys.modules]\n"
+        "print(status, loaded)\n"
+    )
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert run.stdout.strip() == "2 []", run.stdout + run.stderr
 
 
 # ------------------------------------------------------------------------------------------ determinism

@@ -204,6 +204,15 @@ def page(tmp_path):
     return SimpleNamespace(app=app, handlers=handlers, state=state, root=tmp_path / "sessions")
 
 
+def test_the_app_asks_gradio_to_clear_its_cache_of_what_no_tab_can_still_ask_for(page):
+    from dragnext.ui.app import SESSION_TTL_SECONDS
+    from dragnext.ui.workspace import GRADIO_CACHE_CLEANUP
+
+    assert page.app.delete_cache == GRADIO_CACHE_CLEANUP
+    frequency, age = GRADIO_CACHE_CLEANUP
+    assert age >= SESSION_TTL_SECONDS and 0 < frequency <= age
+
+
 def tab(session_hash: str) -> SimpleNamespace:
     return SimpleNamespace(session_hash=session_hash)
 

@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from . import geometry
-from .config import PAPER, EditConfig
+from .config import COPY_SETTINGS, IDENTITY_SETTINGS, PAPER, POINT_SETTINGS, WARP_SETTINGS, EditConfig
 from .editor import DragEditor, EditResult, ProgressCallback, TimestepContext
 from .instructions import DragRequest
 from .models.base import Backbone
@@ -37,12 +37,6 @@ from .objective import outside_penalty
 
 logger = logging.getLogger(__name__)
 
-
-# The settings that define each baseline, applied over whatever the caller passes (the benchmark shows them too).
-IDENTITY_SETTINGS = {"start": "unedited", "pbsi_timesteps": 0, "mutual_attention": False}
-WARP_SETTINGS = {"start": "moved", "pbsi_timesteps": 0}
-COPY_SETTINGS = {**WARP_SETTINGS, "fill": "none", "deformation": "translate"}
-POINT_SETTINGS = {"start": "unedited", "pbsi_timesteps": 1}
 
 
 class Method(Protocol):

@@ -63,7 +63,7 @@ def instruction_files(arguments: Iterable[str]) -> list[Path]:
     found: list[Path] = []
     for argument in arguments:
         path = Path(argument)
-        if _is_folder(path):
+        if is_folder(path):
             matches = sorted(p for p in path.glob("*.json") if p.is_file())
             if not matches:
                 raise InputError(f"{quote_path(argument)}: the folder holds no instruction files (*.json)")
@@ -84,7 +84,7 @@ def instruction_files(arguments: Iterable[str]) -> list[Path]:
     return found
 
 
-def _is_folder(path: Path) -> bool:
+def is_folder(path: Path) -> bool:
     """``path.is_dir()``, False for a name the file system refuses (too long, a NUL byte) instead of raising: such
     a name then fails alone, with one line, when it is read."""
     try:

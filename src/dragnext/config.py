@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import numbers
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,6 +32,7 @@ MAX_LOSS_WEIGHT = 1000.0  # lambda_editable: 10^4 times the paper's 0.1
 MAX_LORA_RANK = 1024
 MAX_LORA_STEPS = 10_000
 MAX_EDITABLE_RADIUS = 4096  # pixels; a radius past the image's sides already covers all of it
+MAX_ATTENTION_LAYER = 1000  # self-attention layers of a UNet: SDXL has 70; the model's own count: check_config
 SEED_LIMIT = 2**63  # seeds are in [0, 2**63): a non-negative signed 64-bit integer, which every consumer takes
 
 BUNDLED_DIR = Path(__file__).resolve().parent / "models" / "bundled"  # the model shipped with the package
@@ -167,8 +168,8 @@ class EditConfig:
         _check_choice("deformation", self.deformation, DEFORMATIONS)
         _check_choice("loss_target", self.loss_target, LOSS_TARGETS)
         _check_real("early_stop", self.early_stop, 0.0, 1.0, high_open=True)
-        # at most the model's number of self-attention layers: editor.check_config
-        _check_integer("mutual_attention_start_layer", self.mutual_attention_start_layer, 1, None)
+        # at most the model's number of self-attention layers: editor.check_config; this bound is for any model
+        _check_integer("mutual_attention_start_layer", self.mutual_attention_start_layer, 1, MAX_ATTENTION_LAYER)
         _check_integer("mutual_attention_start_step", self.mutual_attention_start_step, 0, MAX_NUM_STEPS)
         _check_integer("lora_rank", self.lora_rank, 1, MAX_LORA_RANK)
         _check_integer("lora_steps", self.lora_steps, 0, MAX_LORA_STEPS)
@@ -307,3 +308,24 @@ def preset_name_for_model(model: str) -> str:
     from .models.resolve import resolve_model
 
     return resolve_model(model).preset
+
+
+def check_model_parts(config: EditConfig, has_block: Callable[[str], bool], up_blocks: Sequence[str],
+                      self_attention_layers: int | None) -> None:
+    """The feature blocks and the mutual-attention start layer against a UNet's parts: its modules once loaded
+    (``editor.check_config``), or its config before (``models.resolve.unet_outline``, from the CLI)."""
+    for block in config.feature_blocks:
+        if not has_block(block):
+            raise ConfigError(f"feature_blocks: the UNet has no block {_quote(block)}; it has {', '.join(up_blocks)}")
+    layers = self_attention_layers
+    if layers is not None and config.mutual_attention and config.mutual_attention_start_layer > layers:
+        raise ConfigError(f"mutual_attention_start_layer: {config.mutual_attention_start_layer} is past the "
+                          f"UNet's {layers} self-attention layers")
+
+
+# What the baselines change on the settings they are given (``baselines.py`` applies them; ``bench/methods.py``
+# shows them in reports). Here, with no torch, so that a benchmark's methods are checked before anything loads.
+IDENTITY_SETTINGS = {"start": "unedited", "pbsi_timesteps": 0, "mutual_attention": False}
+WARP_SETTINGS = {"start": "moved", "pbsi_timesteps": 0}
+COPY_SETTINGS = {**WARP_SETTINGS, "fill": "none", "deformation": "translate"}
+POINT_SETTINGS = {"start": "unedited", "pbsi_timesteps": 1}

@@ -44,7 +44,7 @@ from .attention import (
     mutual_attention_processors,
     self_attention_layers,
 )
-from .config import ConfigError, EditConfig, check_num_steps, check_seed, preset
+from .config import EditConfig, check_model_parts, check_num_steps, check_seed, preset
 from .instructions import DragRequest, Operation, make_operation, validate_request
 from .models.base import Backbone
 from .objective import RegionObjective, as_list, at_its_own_target, outside_penalty, stalled
@@ -342,14 +342,8 @@ def check_config(backbone: Backbone, config: EditConfig) -> None:
     """Settings that depend on the model, checked before any work is done."""
     check_num_steps(config, backbone.scheduler_config)
     modules = dict(backbone.unet.named_modules())
-    for block in config.feature_blocks:
-        if block not in modules:
-            ups = ", ".join(n for n in modules if n.count(".") == 1 and n.startswith("up_blocks."))
-            raise ConfigError(f"feature_blocks: the UNet has no block {block!r}; it has {ups}")
-    layers = len(self_attention_layers(backbone.unet))
-    if config.mutual_attention and config.mutual_attention_start_layer > layers:
-        raise ConfigError(f"mutual_attention_start_layer: {config.mutual_attention_start_layer} is past the "
-                          f"UNet's {layers} self-attention layers")
+    ups = [n for n in modules if n.count(".") == 1 and n.startswith("up_blocks.")]
+    check_model_parts(config, modules.__contains__, ups, len(self_attention_layers(backbone.unet)))
 
 
 @contextlib.contextmanager

@@ -19,10 +19,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from ..config import EditConfig, preset
+from ..config import COPY_SETTINGS, IDENTITY_SETTINGS, POINT_SETTINGS, WARP_SETTINGS, EditConfig, preset
 
 if TYPE_CHECKING:  # the methods (and torch) load on first use, so `dragnext --help` and input errors stay fast
     from ..baselines import Method
@@ -48,28 +47,37 @@ class MethodSpec:
     changes: Mapping[str, Any] = field(default_factory=dict)  # the method's defining settings, applied last
     description: str = ""
 
-    def config(self, backbone: Backbone, overrides: Mapping[str, Any] | None = None) -> EditConfig:
-        """The settings this method runs with on ``backbone`` (raises ``ConfigError`` if they cannot work)."""
-        return preset(backbone.name, self.base).override(**dict(overrides or {})).override(**dict(self.changes))
+    def config(self, backbone: Backbone | str, overrides: Mapping[str, Any] | None = None) -> EditConfig:
+        """The settings this method runs with on ``backbone`` (or a backbone of that preset name, before it is
+        loaded); raises ``ConfigError`` if they cannot work."""
+        name = backbone if isinstance(backbone, str) else backbone.name
+        return preset(name, self.base).override(**dict(overrides or {})).override(**dict(self.changes))
+
+
+class _Baseline:
+    """A method of ``baselines.py`` named, and imported with torch on its first call: the list of methods, their
+    settings and the checks of a benchmark's arguments need no torch. Picklable, for Ray's workers."""
+
+    def __init__(self, function: str, fast_point: bool = False):
+        self.function, self.fast_point = function, fast_point
+
+    def __call__(self, *args, **kwargs):
+        from .. import baselines
+
+        if self.function == "point_drag":
+            kwargs.setdefault("settings", baselines.PointSettings(max_iterations=FAST_POINT_ITERATIONS)
+                              if self.fast_point else baselines.DRAGDIFFUSION)
+        return getattr(baselines, self.function)(*args, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"baselines.{self.function}" + (" (fast)" if self.fast_point else "")
 
 
 def registry(fast: bool = False) -> dict[str, MethodSpec]:
     """Every method by name; ``fast`` caps the point method's iterations (``FAST_POINT_ITERATIONS``) too."""
-    from ..baselines import (
-        COPY_SETTINGS,
-        DRAGDIFFUSION,
-        IDENTITY_SETTINGS,
-        POINT_SETTINGS,
-        WARP_SETTINGS,
-        PointSettings,
-        copy_drag,
-        dragnext,
-        identity,
-        point_drag,
-        warp_drag,
-    )
-
-    point = partial(point_drag, settings=PointSettings(max_iterations=FAST_POINT_ITERATIONS) if fast else DRAGDIFFUSION)
+    dragnext, warp_drag, copy_drag, identity = (_Baseline(name) for name in ("dragnext", "warp_drag", "copy_drag",
+                                                                          "identity"))
+    point = _Baseline("point_drag", fast_point=fast)
     specs = [
         MethodSpec("dragnext", dragnext, "default", description="ours, engine v2 (the backbone's default preset)"),
         MethodSpec("paper", dragnext, "paper", description="ours, the paper's settings"),

@@ -20,11 +20,13 @@ from .common import (
     CliError,
     add_model_flags,
     add_quiet_flag,
+    check_device,
     checked_seed,
     load_model,
     parse_override,
     print_error,
     reports_errors,
+    resolved_model,
 )
 
 DEFAULT_METHODS = ",".join(MAIN)
@@ -163,8 +165,55 @@ def _executor(args):
         raise CliError(str(error), EXIT_BAD_INPUT) from None
 
 
+def _check_suite_named(suite: str, data: str | None) -> None:
+    """The suite's folder or dataset, checked before the suites' code (and torch) loads; ``load_suite`` checks
+    the rest."""
+    from pathlib import Path
+
+    from ..bench.convert import DATASETS
+    from ..limits import quote_path
+
+    if suite == "synthetic":
+        return
+    if suite in DATASETS:
+        if data is None:
+            raise CliError(f"--suite {suite} needs --data ROOT (the dataset folder)", EXIT_BAD_INPUT)
+        return
+    try:
+        is_dir = Path(suite).is_dir()
+    except (OSError, ValueError):
+        is_dir = False
+    if not is_dir:
+        raise CliError(f"{quote_path(suite)}: not a folder (suites: synthetic, {', '.join(DATASETS)}, or a folder of "
+                       "instruction files)", EXIT_BAD_INPUT)
+
+
 def _bench(args) -> int:
     from pathlib import Path
+
+    # 1. everything the user typed, before torch, the suite or the model is loaded
+    if not args.suite:
+        raise CliError("--suite is required (or --cost-only)", EXIT_BAD_INPUT)
+    if args.grid_samples < 0:
+        raise CliError("--grid-samples must be >= 0", EXIT_BAD_INPUT)
+    if args.limit is not None and args.limit < 1:
+        raise CliError("--limit must be at least 1", EXIT_BAD_INPUT)
+    _check_suite_named(args.suite, args.data)
+    checked_seed(args.seed)
+    try:
+        methods = resolve_methods(args.methods, fast=args.fast)
+    except MethodError as error:
+        raise CliError(str(error), EXIT_BAD_INPUT) from None
+    overrides = dict(FAST_SETTINGS) if args.fast else {}
+    overrides.update(dict(parse_override(item) for item in args.set or []))
+    kind = resolved_model(args).preset  # read from the model's folder; nothing loads
+    try:  # each method's settings on this kind of model: strength=nan and the like are refused now
+        for spec in methods:
+            spec.config(kind, overrides)
+    except ConfigError as error:
+        raise CliError(str(error), EXIT_BAD_INPUT) from None
+    if args.device:
+        check_device(args.device)
 
     from ..bench.convert import ConversionError
     from ..bench.report import write_report
@@ -183,18 +232,6 @@ def _bench(args) -> int:
     from ..editor import check_config
     from ..perceptual import load_distance
 
-    # 1. everything the user typed, before the model is loaded
-    if not args.suite:
-        raise CliError("--suite is required (or --cost-only)", EXIT_BAD_INPUT)
-    if args.grid_samples < 0:
-        raise CliError("--grid-samples must be >= 0", EXIT_BAD_INPUT)
-    checked_seed(args.seed)
-    try:
-        methods = resolve_methods(args.methods, fast=args.fast)
-    except MethodError as error:
-        raise CliError(str(error), EXIT_BAD_INPUT) from None
-    overrides = dict(FAST_SETTINGS) if args.fast else {}
-    overrides.update(dict(parse_override(item) for item in args.set or []))
     try:
         distance = load_distance(args.perceptual)
     except RuntimeError as error:
@@ -207,8 +244,6 @@ def _bench(args) -> int:
     except OSError as error:  # writing the converted samples of --suite dragbench/drag100
         raise CliError(f"cannot write {error.filename or out}: {error.strerror or error}") from None
     if args.limit is not None:
-        if args.limit < 1:
-            raise CliError("--limit must be at least 1", EXIT_BAD_INPUT)
         samples = samples[: args.limit]
         description += f"; first {len(samples)} samples"
     executor = _executor(args)

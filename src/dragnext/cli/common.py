@@ -118,8 +118,8 @@ def parse_override(text: str):
 
 def config_from_args(args: argparse.Namespace):
     """The settings of an edit: the model's ``--preset``, then ``--set``, then the named flags (``--steps``, ...)."""
-    from ..config import ConfigError, check_num_steps, preset
-    from ..models.resolve import model_scheduler_config
+    from ..config import ConfigError, check_model_parts, check_num_steps, preset
+    from ..models.resolve import model_scheduler_config, model_unet_outline
 
 
     changes = dict(parse_override(item) for item in args.set or [])
@@ -137,9 +137,21 @@ def config_from_args(args: argparse.Namespace):
         scheduler = model_scheduler_config(resolved)
         if scheduler is not None:
             check_num_steps(config, scheduler)
+        outline = model_unet_outline(resolved)
+        if outline is not None:  # the feature blocks and attention layers, from the UNet's config
+            ups = [block for block in outline.blocks if block.startswith("up_blocks.")]
+            check_model_parts(config, lambda name: _top_block(name) in outline.blocks, ups,
+                              outline.self_attention_layers)
     except ConfigError as error:
         raise CliError(str(error), EXIT_BAD_INPUT) from None
     return config
+
+
+def _top_block(name: str) -> str:
+    """``up_blocks.1`` of ``up_blocks.1.attentions.0``: the part of a module name a UNet's config can vouch for
+    (deeper names are checked once the model is loaded)."""
+    parts = name.split(".")
+    return parts[0] if parts[0] == "mid_block" else ".".join(parts[:2])
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -149,10 +161,14 @@ def config_from_args(args: argparse.Namespace):
 def resolved_model(args: argparse.Namespace):
     """What ``--model`` names (``models.resolve_model``: its kind and preset, from its folder), decided once per
     command and kept on ``args``: the settings are chosen from it and the same model is then loaded."""
-    from ..models.resolve import resolve_model
+    from ..models.resolve import ModelLoadError, check_model_path, resolve_model
 
     resolved = getattr(args, "resolved_model", None)
     if resolved is None or resolved.spec != args.model:
+        try:  # a file given as --model, or a folder with a malformed config: refused before torch loads
+            check_model_path(args.model)
+        except ModelLoadError as error:
+            raise CliError(str(error), EXIT_BAD_INPUT) from None
         resolved = args.resolved_model = resolve_model(args.model)
     return resolved
 
@@ -172,10 +188,16 @@ def load_model(name, device: str | None, bf16: bool):
     """The backbone ``--model`` (a name or a ``ResolvedModel``), ``--device`` and ``--bf16`` name, or a one-line
     :class:`CliError`."""
     torch_device = check_device(device) if device else None
+    from ..models import ModelLoadError, load_backbone
+    from ..models.resolve import check_model_path
+
+    spec = name if isinstance(name, str) else name.spec
+    try:
+        check_model_path(spec)  # before the libraries load: a malformed folder costs no import
+    except ModelLoadError as error:
+        raise CliError(str(error), EXIT_BAD_INPUT) from None
     if not logging.getLogger().isEnabledFor(logging.INFO):
         _quiet_libraries()
-
-    from ..models import ModelLoadError, load_backbone
 
     try:
         return load_backbone(name, device=torch_device, autocast_bf16=bf16)
@@ -215,7 +237,9 @@ def _quiet_libraries() -> None:
     import transformers
 
     for library in (diffusers, transformers):
-        library.utils.logging.set_verbosity_error()
+        # CRITICAL, not ERROR: diffusers logs a failed hub fetch at error level before raising, and the CLI
+        # already says what went wrong in its own one line
+        library.utils.logging.set_verbosity(logging.CRITICAL)
         library.utils.logging.disable_progress_bar()
 
 

@@ -14,10 +14,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..batch import GLOB_CHARACTERS
+from ..batch import GLOB_CHARACTERS, is_folder
 from ..config import DEFAULT_MODEL_ID, PRESET_NAMES
 from ..instructions import InstructionError, load_instructions
-from ..limits import InputError
+from ..limits import InputError, quote_path
 from .common import (
     EXIT_BAD_INPUT,
     EXIT_SOME_FAILED,
@@ -65,9 +65,9 @@ def add_edit_parser(subparsers: Any) -> argparse.ArgumentParser:
 def is_batch(args: argparse.Namespace) -> bool:
     """Several instruction files, a folder, a glob, or an output folder (not one named like a PNG): a batch."""
     named = args.instructions
-    return (len(named) > 1 or any(Path(n).is_dir() or GLOB_CHARACTERS & set(n) for n in named)
+    return (len(named) > 1 or any(is_folder(Path(n)) or GLOB_CHARACTERS & set(n) for n in named)
             or args.output.endswith(("/", os.sep))
-            or (Path(args.output).is_dir() and not args.output.lower().endswith(".png")))
+            or (is_folder(Path(args.output)) and not args.output.lower().endswith(".png")))
 
 
 @reports_errors
@@ -136,17 +136,19 @@ def command_edit_batch(args: argparse.Namespace) -> int:
         files = instruction_files(args.instructions)
     except InputError as error:
         raise CliError(str(error), EXIT_BAD_INPUT) from None
-    out_dir = Path(args.output)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise CliError(f"-o/--output: '{out_dir}' is a file; a batch writes into a folder", EXIT_BAD_INPUT)
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise CliError(f"-o/--output: cannot create '{out_dir}' ({error.strerror or error})", EXIT_BAD_INPUT) from None
     seed = checked_seed(args.seed)
     config = config_from_args(args)
     if args.device:
         check_device(args.device)
+    out_dir = Path(args.output)
+    try:
+        if out_dir.exists() and not out_dir.is_dir():
+            raise CliError(f"-o/--output: {quote_path(str(out_dir))} is a file; a batch writes into a folder",
+                           EXIT_BAD_INPUT)
+        out_dir.mkdir(parents=True, exist_ok=True)  # last: a refused batch leaves no folder behind
+    except (OSError, ValueError) as error:
+        reason = getattr(error, "strerror", None) or error
+        raise CliError(f"-o/--output: cannot create {quote_path(str(out_dir))} ({reason})", EXIT_BAD_INPUT) from None
 
     from tqdm import tqdm
 
@@ -165,7 +167,7 @@ def command_edit_batch(args: argparse.Namespace) -> int:
     def report(outcome) -> None:
         bar.update(1)
         if outcome.output is None:
-            tqdm.write(f"dragnext: {outcome.file}: {outcome.reason}", file=sys.stderr)
+            tqdm.write(f"dragnext: {quote_path(str(outcome.file))}: {outcome.reason}", file=sys.stderr)
         elif not args.quiet:
             reused = ""
             if outcome.shared_with is not None:

@@ -8,7 +8,6 @@ works as before), and ``from dragnext.models import resolve_model`` stays cheap 
 from __future__ import annotations
 
 import importlib
-from pathlib import Path
 from typing import Any
 
 from ..config import BUNDLED_DIR, DEFAULT_MODEL_ID
@@ -17,7 +16,7 @@ from .resolve import (
     STABLE_DIFFUSION_XL,
     ModelLoadError,
     ResolvedModel,
-    read_model_config,
+    check_model_configs,
     resolve_model,
 )
 
@@ -44,7 +43,7 @@ def load_backbone(model: str | ResolvedModel = "bundled", *, device=None, dtype=
     if resolved.spec == "bundled" and not (BUNDLED_DIR / "unet" / "config.json").is_file():
         raise ModelLoadError(f"the bundled model is missing from {BUNDLED_DIR}; reinstall dragnext")
     if resolved.folder is not None:
-        _check_configs(resolved.folder)
+        check_model_configs(resolved.folder)
     if resolved.kind == BUNDLED:
         from .pixel import PixelBackbone
 
@@ -56,22 +55,3 @@ def load_backbone(model: str | ResolvedModel = "bundled", *, device=None, dtype=
     from .stable_diffusion import StableDiffusionBackbone
 
     return StableDiffusionBackbone.from_pretrained(resolved.spec, **kwargs)
-
-
-# The JSON configs of a diffusers folder that the loaders read, where present (a missing one is theirs to report).
-CONFIG_FILES = ("model_index.json", "unet/config.json", "vae/config.json", "text_encoder/config.json",
-                "text_encoder_2/config.json", "tokenizer/tokenizer_config.json", "tokenizer_2/tokenizer_config.json",
-                "scheduler/scheduler_config.json")
-
-
-def _check_configs(folder: Path) -> None:
-    """Each config a loader will read must be a JSON object. diffusers takes a malformed one for something else:
-    ``[]`` ends in an AttributeError, a JSON string is read as a hub id and fetched."""
-    for name in CONFIG_FILES:
-        path = folder / name
-        if not path.exists():
-            continue
-        try:
-            read_model_config(path)
-        except (OSError, ValueError) as error:
-            raise ModelLoadError(f"could not load the model from '{folder}': {error}") from None

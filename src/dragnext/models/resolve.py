@@ -51,12 +51,17 @@ def read_model_config(path: Path) -> dict[str, Any]:
     if path.stat().st_size > MAX_MODEL_CONFIG_BYTES:
         raise ValueError(f"'{path}' is larger than {MAX_MODEL_CONFIG_BYTES} bytes; not a model config")
     try:
-        document = json.loads(path.read_bytes().decode("utf-8"))
+        document = json.loads(path.read_bytes().decode("utf-8"), parse_constant=_no_constant)
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
         raise ValueError(f"'{path}' is not valid JSON") from None
     if not isinstance(document, dict):
         raise ValueError(f"'{path}' must hold a JSON object, got {type(document).__name__}")
     return document
+
+
+def _no_constant(name: str) -> Any:
+    """NaN and Infinity are not JSON, and no model config holds them."""
+    raise json.JSONDecodeError(f"{name} is not a JSON value", name, 0)
 
 
 def _config_or_none(path: Path) -> dict[str, Any] | None:
@@ -107,6 +112,114 @@ def kind_of_hub_id(model: str) -> str:
     if "XL" in pipeline or (not pipeline and _XL_NAME.search(model)):
         return STABLE_DIFFUSION_XL
     return STABLE_DIFFUSION
+
+
+# The JSON configs of a diffusers folder that the loaders read, where present (a missing one is theirs to report).
+CONFIG_FILES = ("model_index.json", "unet/config.json", "vae/config.json", "text_encoder/config.json",
+                "text_encoder_2/config.json", "tokenizer/tokenizer_config.json", "tokenizer_2/tokenizer_config.json",
+                "scheduler/scheduler_config.json")
+
+
+REQUIRED_FILES = ("unet/config.json", "scheduler/scheduler_config.json")  # every backbone's loader reads them
+
+
+def check_model_configs(folder: Path) -> None:
+    """Each config a loader will read must be a JSON object, checked without importing torch. diffusers takes a
+    malformed one for something else: ``[]`` ends in an AttributeError, a JSON string is read as a hub id and
+    fetched. Raises :class:`ModelLoadError` naming the file."""
+    for name in CONFIG_FILES:
+        path = folder / name
+        if not path.exists():
+            continue
+        try:
+            read_model_config(path)
+        except (OSError, ValueError) as error:
+            raise ModelLoadError(f"could not load the model from '{folder}': {error}") from None
+
+
+def check_model_path(model: str) -> None:
+    """A ``--model`` that names an existing path must name a folder: a file, a FIFO or a device is refused here,
+    before anything is loaded (a hub id names no local path)."""
+    if model == "bundled":
+        return
+    path = Path(model).expanduser()
+    try:
+        exists, is_dir = path.exists(), path.is_dir()
+    except (OSError, ValueError):
+        return  # a name the file system refuses is no local path: the loader reports it as a missing model
+    if exists and not is_dir:
+        raise ModelLoadError(f"--model: '{model}' is not a folder; give a diffusers model folder (unet/, "
+                             "scheduler/, ...), a hub id or 'bundled'")
+    if is_dir:
+        missing = [name for name in REQUIRED_FILES if not (path / name).is_file()]
+        if missing:
+            raise ModelLoadError(f"--model: '{model}' is not a diffusers model folder: it has no {missing[0]}")
+        check_model_configs(path)
+
+
+class UNetOutline(NamedTuple):
+    """What a UNet's config says of its parts, read without building it."""
+
+    blocks: tuple[str, ...]  # its top-level blocks: down_blocks.0, ..., mid_block, up_blocks.0, ...
+    self_attention_layers: int | None  # how many (``attention.self_attention_layers``); None: a layout not known
+
+
+_PLAIN_BLOCKS = {"DownBlock2D", "UpBlock2D"}
+_SELF_ATTENTION_BLOCKS = {"AttnDownBlock2D", "AttnUpBlock2D"}  # one self-attention per layer
+_TRANSFORMER_BLOCKS = {"CrossAttnDownBlock2D", "CrossAttnUpBlock2D"}  # a transformer (self + cross) per layer
+
+
+def unet_outline(config: dict[str, Any]) -> UNetOutline | None:
+    """The blocks and self-attention layers of a ``UNet2DConditionModel`` or ``UNet2DModel`` config, as
+    diffusers builds them (down blocks: ``layers_per_block`` layers, up blocks one more; a cross-attention
+    block's layer holds ``transformer_layers_per_block`` transformers, reversed on the way up; a mid block one
+    layer); None for a config this does not understand. ``tests/test_backbones.py`` checks it against the
+    UNets diffusers builds."""
+    down, up = config.get("down_block_types"), config.get("up_block_types")
+    if not (isinstance(down, list) and isinstance(up, list) and down and all(isinstance(b, str) for b in down + up)):
+        return None
+    pixel_space = config.get("_class_name") == "UNet2DModel"
+    mid = config.get("mid_block_type", "UNetMidBlock2D" if pixel_space else "UNetMidBlock2DCrossAttn")
+    blocks = tuple([f"down_blocks.{i}" for i in range(len(down))] + (["mid_block"] if mid else [])
+                   + [f"up_blocks.{i}" for i in range(len(up))])
+
+    def per_block(value: Any, count: int) -> list[int] | None:
+        values = list(value) if isinstance(value, (list, tuple)) else [value] * count
+        ok = len(values) == count and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in values)
+        return values if ok else None
+
+    layers = per_block(config.get("layers_per_block", 2), len(down))
+    depth = per_block(config.get("transformer_layers_per_block", 1), len(down))
+    reverse_depth = config.get("reverse_transformer_layers_per_block")
+    up_depth = per_block(reverse_depth, len(up)) if reverse_depth is not None else (
+        list(reversed(depth)) if depth is not None else None)
+    if layers is None or depth is None or up_depth is None or len(up) != len(down) or config.get(
+            "only_cross_attention"):
+        return UNetOutline(blocks, None)
+    count = 0
+    for kind, n, d in zip(down, layers, depth, strict=True):
+        count += n * d if kind in _TRANSFORMER_BLOCKS else n if kind in _SELF_ATTENTION_BLOCKS else 0
+        if kind not in _TRANSFORMER_BLOCKS | _SELF_ATTENTION_BLOCKS | _PLAIN_BLOCKS:
+            return UNetOutline(blocks, None)
+    for kind, n, d in zip(up, reversed(layers), up_depth, strict=True):
+        count += (n + 1) * d if kind in _TRANSFORMER_BLOCKS else n + 1 if kind in _SELF_ATTENTION_BLOCKS else 0
+        if kind not in _TRANSFORMER_BLOCKS | _SELF_ATTENTION_BLOCKS | _PLAIN_BLOCKS:
+            return UNetOutline(blocks, None)
+    if mid == "UNetMidBlock2DCrossAttn":
+        count += depth[-1]
+    elif mid == "UNetMidBlock2D":
+        count += 1 if config.get("add_attention", True) else 0
+    elif mid:
+        return UNetOutline(blocks, None)
+    return UNetOutline(blocks, count)
+
+
+def model_unet_outline(model: str | ResolvedModel) -> UNetOutline | None:
+    """The outline of a local ``--model`` folder's UNet (:func:`unet_outline`); None for a hub id or a config
+    that loading will report."""
+    folder = resolve_model(model).folder
+    config = None if folder is None else _config_or_none(folder / "unet" / "config.json")
+    return None if config is None else unet_outline(config)
 
 
 def resolve_model(model: str | ResolvedModel) -> ResolvedModel:

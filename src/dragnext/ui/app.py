@@ -37,7 +37,7 @@ from .selecting import MAX_TOLERANCE  # noqa: E402
 from .session import Session  # noqa: E402
 from .settings import MAX_ITERATIONS, MAX_PBSI_TIMESTEPS, MAX_STEPS, Settings  # noqa: E402
 from .uploads import MAX_SIDE, MAX_UPLOAD_MB  # noqa: E402
-from .workspace import SessionFolders  # noqa: E402
+from .workspace import GRADIO_CACHE_CLEANUP, SessionFolders  # noqa: E402
 
 # A tab's state (image, operations) is dropped, and its folder removed, this long after the tab last changed it,
 # or an hour after the tab was closed (Gradio's rule): clients without a browser never send "closed".
@@ -88,7 +88,7 @@ def build_app(runner: EditRunner, *, examples: Sequence[tuple[str, Any]] | None 
     folders = SessionFolders(Path(workdir) / "sessions")
     handlers = PageHandlers(runner, folders, examples)
 
-    with gr.Blocks(title=title, analytics_enabled=False) as app:
+    with gr.Blocks(title=title, analytics_enabled=False, delete_cache=GRADIO_CACHE_CLEANUP) as app:
         session_state = gr.State(Session(), time_to_live=SESSION_TTL_SECONDS,
                                  delete_callback=lambda session: folders.remove_folder(session.folder))
         gr.Markdown(INTRO)
