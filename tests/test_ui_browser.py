@@ -280,8 +280,16 @@ def click_point(page, point, image_shape, picture: str = "#points img") -> None:
     """Click image pixel ``point`` on the points picture, or another (shown enlarged and fitted: ``object-fit:
     contain``)."""
     picture = page.locator(picture).first
+    # a picture the page has just replaced may still be loading (natural size 0): wait until it is drawn
+    deadline = time.monotonic() + 30
+    while True:
+        natural_width, natural_height = picture.evaluate("e => [e.naturalWidth, e.naturalHeight]")
+        if natural_width and natural_height:
+            break
+        if time.monotonic() > deadline:
+            raise AssertionError("the picture to click did not load")
+        page.wait_for_timeout(200)
     box = picture.bounding_box()
-    natural_width, natural_height = picture.evaluate("e => [e.naturalWidth, e.naturalHeight]")
     fit = min(box["width"] / natural_width, box["height"] / natural_height, 1)
     offset_x = (box["width"] - natural_width * fit) / 2
     offset_y = (box["height"] - natural_height * fit) / 2
