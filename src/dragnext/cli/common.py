@@ -139,19 +139,10 @@ def config_from_args(args: argparse.Namespace):
             check_num_steps(config, scheduler)
         outline = model_unet_outline(resolved)
         if outline is not None:  # the feature blocks and attention layers, from the UNet's config
-            ups = [block for block in outline.blocks if block.startswith("up_blocks.")]
-            check_model_parts(config, lambda name: _top_block(name) in outline.blocks, ups,
-                              outline.self_attention_layers)
+            check_model_parts(config, outline.has_block, outline.up_blocks, outline.self_attention_layers)
     except ConfigError as error:
         raise CliError(str(error), EXIT_BAD_INPUT) from None
     return config
-
-
-def _top_block(name: str) -> str:
-    """``up_blocks.1`` of ``up_blocks.1.attentions.0``: the part of a module name a UNet's config can vouch for
-    (deeper names are checked once the model is loaded)."""
-    parts = name.split(".")
-    return parts[0] if parts[0] == "mid_block" else ".".join(parts[:2])
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -187,15 +178,15 @@ def load_model_as_asked(args: argparse.Namespace):
 def load_model(name, device: str | None, bf16: bool):
     """The backbone ``--model`` (a name or a ``ResolvedModel``), ``--device`` and ``--bf16`` name, or a one-line
     :class:`CliError`."""
-    torch_device = check_device(device) if device else None
     from ..models import ModelLoadError, load_backbone
     from ..models.resolve import check_model_path
 
-    spec = name if isinstance(name, str) else name.spec
-    try:
-        check_model_path(spec)  # before the libraries load: a malformed folder costs no import
-    except ModelLoadError as error:
-        raise CliError(str(error), EXIT_BAD_INPUT) from None
+    if isinstance(name, str):  # a ResolvedModel comes from resolved_model(), which checked its path
+        try:
+            check_model_path(name)  # before torch and the libraries load: a malformed folder costs no import
+        except ModelLoadError as error:
+            raise CliError(str(error), EXIT_BAD_INPUT) from None
+    torch_device = check_device(device) if device else None
     if not logging.getLogger().isEnabledFor(logging.INFO):
         _quiet_libraries()
 

@@ -163,6 +163,16 @@ class UNetOutline(NamedTuple):
     blocks: tuple[str, ...]  # its top-level blocks: down_blocks.0, ..., mid_block, up_blocks.0, ...
     self_attention_layers: int | None  # how many (``attention.self_attention_layers``); None: a layout not known
 
+    def has_block(self, name: str) -> bool:
+        """Whether a module name lies in one of the blocks (``up_blocks.1.attentions.0`` in ``up_blocks.1``): as
+        far as a config can vouch for it; deeper names are checked once the model is loaded."""
+        parts = name.split(".")
+        return (parts[0] if parts[0] == "mid_block" else ".".join(parts[:2])) in self.blocks
+
+    @property
+    def up_blocks(self) -> list[str]:
+        return [block for block in self.blocks if block.startswith("up_blocks.")]
+
 
 _PLAIN_BLOCKS = {"DownBlock2D", "UpBlock2D"}
 _SELF_ATTENTION_BLOCKS = {"AttnDownBlock2D", "AttnUpBlock2D"}  # one self-attention per layer
