@@ -25,7 +25,6 @@ import math
 from collections.abc import Iterable, Sequence
 
 import numpy as np
-from scipy import ndimage
 
 from .instructions import InstructionError, point_in_image
 
@@ -58,6 +57,7 @@ def _lab(image: np.ndarray) -> np.ndarray:
 
 
 def _convert_to_lab(image: np.ndarray) -> np.ndarray:
+    from scipy import ndimage  # here, not at import: every dragnext command imports this module for its defaults
     from skimage.color import rgb2lab
 
     lab = rgb2lab(image)
@@ -80,6 +80,8 @@ def _fill_from(lab: np.ndarray, point: tuple[int, int], tolerance: float) -> np.
 
 def _settle_rim(lab: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """``mask`` plus the pixels around it whose colour is closer to the selection's than to the outside's."""
+    from scipy import ndimage
+
     grown = ndimage.binary_dilation(mask, iterations=_RIM_WIDTH)
     outside = ndimage.binary_dilation(mask, iterations=_RIM_WIDTH + _OUTSIDE_RING) & ~grown
     if not outside.any():
@@ -103,6 +105,8 @@ def select_region(image: np.ndarray, clicks: Iterable[Sequence[float]], unclicks
     negative = _points(unclicks, "unclick", image.shape[:2])
     if not positive:
         raise InstructionError("click: at least one click inside the region is needed")
+    from scipy import ndimage
+
     lab = _lab(image)
     mask = np.zeros(image.shape[:2], dtype=bool)
     for point in positive:
