@@ -12,6 +12,7 @@ from dragnext.config import preset
 from dragnext.editor import DragEditor, Inverted, ddim_invert
 from dragnext.metrics import score_edit
 from dragnext.models import load_backbone
+from dragnext.vocabulary import OPERATION_TYPES
 
 
 class CleanMove(DragEditor):
@@ -43,7 +44,7 @@ def main() -> None:
     for name, rows in results.items():
         iou, psnr = np.array([r[1:] for r in rows]).mean(0)
         print(name, f"mean iou {iou:.4f} psnr {psnr:.2f}")
-        for op_type in ("translate", "deform", "rotate", "scale"):
+        for op_type in OPERATION_TYPES:
             for length in ("short", "long"):
                 long = length == "long"
                 group = [r[1:] for r in rows if r[0].startswith(op_type) and r[0].endswith("long") == long]

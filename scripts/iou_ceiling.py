@@ -13,6 +13,7 @@ from dragnext.config import preset
 from dragnext.editor import DragEditor, reconstruct
 from dragnext.metrics import score_edit
 from dragnext.models import load_backbone
+from dragnext.vocabulary import OPERATION_TYPES
 
 
 def main() -> None:
@@ -31,7 +32,7 @@ def main() -> None:
     values = np.array([r[1:] for r in rows])
     exact, ceiling, warp, ours = values.mean(0)
     print(f"mean gt {exact:.3f} recon(gt) {ceiling:.3f} warp {warp:.3f} ours {ours:.3f}")
-    for op_type in ("translate", "deform", "rotate", "scale"):
+    for op_type in OPERATION_TYPES:
         group = np.array([r[1:] for r in rows if r[0].startswith(op_type)]).mean(0)
         print(op_type, " ".join(f"{v:.3f}" for v in group))
 
