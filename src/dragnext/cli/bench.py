@@ -250,7 +250,7 @@ def _bench(args) -> int:
 
     # 2. the model, once; every method's settings checked against it (with Ray the workers load their own: the
     # driver's copy, on the CPU, only checks settings)
-    backbone = load_model(args.model, "cpu" if executor else args.device, args.bf16)
+    backbone = load_model(resolved_model(args), "cpu" if executor else args.device, args.bf16)
     try:
         configs = {spec.name: spec.config(backbone, overrides) for spec in methods}
         for config in configs.values():
