@@ -118,7 +118,7 @@ def recipe_counts(recipes: Mapping[str, EditConfig] | None = None, point: PointS
         # a region-optimisation timestep reads its targets: the unedited features, the moved start's, or both
         targets = 2 if config.loss_target == "by-type" else 1
         # a moved start is its own target at the first optimised timestep: zero loss, nothing spent
-        # (editor._at_its_own_target; so for an edit whose moves stay inside the editable mask, as here)
+        # (objective.at_its_own_target; so for an edit whose moves stay inside the editable mask, as here)
         optimised = config.pbsi_timesteps - (
             1 if config.pbsi_timesteps and config.start == "moved" and config.loss_target == "start" else 0)
         ours = {
